@@ -1,0 +1,3 @@
+from recordkit.cli import main
+
+main()

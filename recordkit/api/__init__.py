@@ -1,0 +1,1 @@
+"""HTTP only: routes, request validation, the envelope, errors and auth."""

@@ -1,0 +1,5 @@
+"""Routes: apps (meetings.md)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["apps"])

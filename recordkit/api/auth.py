@@ -1,0 +1,95 @@
+"""Who is calling (recordings.md §2): the operator's API token or a participant token."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from starlette.requests import Request
+
+from recordkit.api import errors
+from recordkit.db.models import App, Participant, Preset
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated caller. `participant` is set for participant tokens only."""
+
+    participant: Participant | None = None
+
+    @property
+    def is_participant(self) -> bool:
+        return self.participant is not None
+
+    def wire(self) -> dict[str, Any]:
+        """The `caller` object of start_reason/stop_reason (§5.2)."""
+        if self.participant is None:
+            return {"type": "ORGANIZATION"}
+        return {"type": "USER", "user_Id": self.participant.id, "name": self.participant.name}
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+def is_api_token(token: str, expected: str) -> bool:
+    return hmac.compare_digest(token.encode(), expected.encode())
+
+
+async def authorize(
+    request: Request,
+    account_id: str,
+    app_id: str | None,
+    participant_allowed: bool = False,
+) -> tuple[Caller, App | None]:
+    """Run checks 1–3 of §2.3 and return the caller and the app named in the path.
+
+    `participant_allowed` says whether a participant whose preset may record can use this route;
+    such a caller is limited to their own meeting by the route itself (check 7).
+    """
+    services = request.app.state.services
+    token = bearer_token(request)
+    if token is None:
+        raise errors.unauthorized()
+    if is_api_token(token, services.settings.credentials.api_token):
+        if not hmac.compare_digest(account_id.encode(), services.settings.credentials.account_id.encode()):
+            raise errors.wrong_account(account_id)
+        return Caller(), await _app(services, account_id, app_id)
+    claims = services.tokens.read(token)
+    if claims is None:
+        raise errors.unauthorized()
+    async with services.db.read() as session:
+        participant = await session.get(Participant, claims.participant_id)
+        if participant is None or participant.app_id != claims.app_id:
+            raise errors.unauthorized()
+        if claims.account_id != account_id or claims.app_id != app_id or not participant_allowed:
+            raise errors.participant_forbidden()
+        preset = await session.get(Preset, participant.preset_id)
+        if preset is None or not preset.permissions.get("can_record"):
+            raise errors.participant_forbidden()
+    return Caller(participant=participant), await _app(services, account_id, app_id)
+
+
+async def _app(services: Any, account_id: str, app_id: str | None) -> App | None:
+    if app_id is None:
+        return None
+    async with services.db.read() as session:
+        app = (
+            await session.execute(select(App).where(App.id == app_id, App.account_id == account_id))
+        ).scalar_one_or_none()
+    if app is None:
+        raise errors.not_found("app", app_id)
+    return app
+
+
+def check_own_meeting(caller: Caller, meeting_id: str) -> None:
+    """Check 7 of §2.3: a participant acts on their own meeting only."""
+    if caller.participant is not None and caller.participant.meeting_id != meeting_id:
+        raise errors.participant_forbidden()

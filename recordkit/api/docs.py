@@ -1,0 +1,110 @@
+"""Response shapes for `/openapi.json`. Documentation only: routes build their JSON in api/wire.py,
+and the schemathesis test checks that what they build matches what is written here."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+T = TypeVar("T")
+
+
+class Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Envelope(Open, Generic[T]):
+    success: Literal[True]
+    data: T
+    result: T
+    errors: list[Any]
+    messages: list[Any]
+
+
+class Paging(Open):
+    total_count: int
+    start_offset: int
+    end_offset: int
+
+
+class PagedEnvelope(Envelope[T], Generic[T]):
+    paging: Paging
+
+
+class ErrorItem(Open):
+    code: int
+    message: str
+
+
+class ErrorEnvelope(Open):
+    success: Literal[False]
+    error: ErrorItem
+    errors: list[ErrorItem]
+    messages: list[Any]
+    result: None
+
+
+class CallerModel(Open):
+    type: Literal["ORGANIZATION", "USER"]
+
+
+class Reason(Open):
+    reason: Literal["API_CALL", "RECORD_ON_START", "ALL_PEERS_LEFT", "INTERNAL_ERROR"]
+    caller: CallerModel | None
+
+
+class TrackFileUrl(Open):
+    download_url: str
+    user_id: str
+    peer_id: str
+    file_size: int
+
+
+class TrackLayerUrls(Open):
+    layer_name: str
+    download_urls: dict[str, TrackFileUrl]
+
+
+class RecordingModel(Open):
+    id: str
+    meeting_id: str
+    type: Literal["COMPOSITE", "TRACK"]
+    status: Literal["INVOKED", "RECORDING", "PAUSED", "UPLOADING", "UPLOADED", "ERRORED"]
+    invoked_time: str
+    started_time: str | None
+    stopped_time: str | None
+    recording_duration: int
+    output_file_name: str
+    file_size: int | None
+    download_url: str | list[TrackLayerUrls] | None
+    download_url_expiry: str | None
+    audio_download_url: str | None
+    session_id: str | None
+    start_reason: Reason
+    stop_reason: Reason | None
+    storage_config: dict[str, Any] | None
+
+
+class MeetingModel(Open):
+    id: str
+    title: str | None
+    record_on_start: bool
+    live_stream_on_start: bool
+    persist_chat: bool
+    summarize_on_end: bool
+    transcribe_on_end: bool
+    ai_config: dict[str, Any] | None
+    session_keep_alive_time_in_secs: float
+    status: Literal["ACTIVE", "INACTIVE"]
+    recording_config: dict[str, Any] | None
+    created_at: str
+    updated_at: str
+
+
+class RecordingListItem(RecordingModel):
+    meeting: MeetingModel
+
+
+class TrackStarted(Open):
+    recording: RecordingModel

@@ -1,0 +1,5 @@
+"""Routes: meetings (meetings.md)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["meetings"])

@@ -1,0 +1,5 @@
+"""Routes: participants (meetings.md)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["participants"])

@@ -1,0 +1,5 @@
+"""Routes: presets (meetings.md)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["presets"])

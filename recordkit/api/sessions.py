@@ -1,0 +1,5 @@
+"""Routes: sessions (meetings.md)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["sessions"])

@@ -1,0 +1,5 @@
+"""Routes: webhooks (meetings.md)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["webhooks"])

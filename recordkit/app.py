@@ -1,0 +1,149 @@
+"""The composition root: builds the ASGI app and wires the concrete parts together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from recordkit import __version__
+from recordkit.api import apps, docs, errors, meetings, participants, presets, recordings, sessions, webhooks
+from recordkit.api.envelope import failure, ok
+from recordkit.api.routing import mount
+from recordkit.api.schema import ValidationFailed
+from recordkit.config import Settings
+from recordkit.db.engine import Database
+from recordkit.jobs.dispatcher import Dispatcher, LocalDispatcher
+from recordkit.meetings.tokens import ParticipantTokens
+from recordkit.recording.service import Recordings
+from recordkit.storage.secrets import SecretBox
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything a request handler may reach, built once per app."""
+
+    settings: Settings
+    db: Database
+    dispatcher: Dispatcher
+    tokens: ParticipantTokens
+    secrets: SecretBox
+    recordings: Recordings
+
+
+class StripTrailingSlash:
+    """A trailing slash means the same route (recordings.md §1), without a redirect."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
+            trimmed = path.rstrip("/") or "/"
+            scope = {**scope, "path": trimmed, "raw_path": trimmed.encode()}
+        await self.app(scope, receive, send)
+
+
+def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> Services:
+    creds = settings.credentials
+    db = Database(settings.database_url)
+    jobs = dispatcher or LocalDispatcher()
+    secrets = SecretBox(creds.storage_key)
+    return Services(
+        settings=settings,
+        db=db,
+        dispatcher=jobs,
+        tokens=ParticipantTokens(creds.participant_token_key),
+        secrets=secrets,
+        recordings=Recordings(db, jobs, secrets, settings.server_recording_defaults),
+    )
+
+
+def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> FastAPI:
+    """The recordkit ASGI app. The database must already be migrated (`db.migrate.upgrade`)."""
+    services = build_services(settings, dispatcher)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if isinstance(services.dispatcher, LocalDispatcher):
+            await services.dispatcher.close()
+        await services.db.close()
+
+    app = FastAPI(
+        title="recordkit",
+        version=__version__,
+        description="Self-hosted recordings with the Cloudflare RealtimeKit API.",
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
+    app.state.services = services
+    for routes in (recordings, apps, presets, meetings, participants, sessions, webhooks):
+        mount(app, routes.router)
+    _add_error_handlers(app)
+
+    @app.get("/healthz", include_in_schema=True, tags=["service"])
+    async def healthz() -> Response:
+        return ok({"status": "ok"})
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(StripTrailingSlash)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(errors.ApiError)
+    async def on_api_error(_request: Request, exc: errors.ApiError) -> Response:
+        return failure(exc)
+
+    @app.exception_handler(ValidationFailed)
+    async def on_invalid(_request: Request, exc: ValidationFailed) -> Response:
+        return failure(errors.bad_request(exc.detail))
+
+    @app.exception_handler(HTTPException)
+    async def on_http(_request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 405:
+            return failure(errors.METHOD_NOT_ALLOWED)
+        if exc.status_code == 404:
+            return failure(errors.NO_ROUTE)
+        return failure(errors.ApiError(exc.status_code, str(exc.detail)))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_request_validation(_request: Request, exc: RequestValidationError) -> Response:
+        return failure(errors.bad_request("request is not valid"))
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unexpected failure on %s %s", request.method, request.url.path, exc_info=exc)
+        return failure(errors.INTERNAL)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {})
+    components.setdefault("schemas", {})["ErrorEnvelope"] = docs.ErrorEnvelope.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    components["schemas"].update(
+        docs.ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}").get("$defs", {})
+    )
+    components["schemas"]["ErrorEnvelope"].pop("$defs", None)
+    components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    schema["security"] = [{"bearer": []}]
+    app.openapi_schema = schema
+    return schema

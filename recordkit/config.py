@@ -1,0 +1,108 @@
+"""Settings from the environment and command-line flags, and the secrets kept in the data dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CREDENTIALS_FILE = "credentials.json"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Operator secrets: generated once per data dir unless the environment supplies them."""
+
+    api_token: str
+    account_id: str
+    signing_key: str
+    participant_token_key: str
+    storage_key: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a recordkit process needs to know about where it runs."""
+
+    data_dir: Path
+    database_url: str
+    credentials: Credentials
+    public_url: str = "http://127.0.0.1:8787"
+    invoked_timeout_s: int = 600
+    server_recording_defaults: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """The default database: a SQLite file in the data dir."""
+    return f"sqlite+aiosqlite:///{(data_dir / 'recordkit.db').resolve()}"
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept plain `postgresql://` and `sqlite://` URLs and pick the async driver for them."""
+    for plain, async_form in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return async_form + url[len(plain) :]
+    return url
+
+
+def load_credentials(data_dir: Path, environ: dict[str, str] | None = None) -> tuple[Credentials, bool]:
+    """Read the data dir's credentials, creating them on first use; the environment overrides.
+
+    Returns the credentials and whether the API token or account id were generated just now.
+    """
+    env = os.environ if environ is None else environ
+    path = data_dir / CREDENTIALS_FILE
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    generated = not {"api_token", "account_id"} <= stored.keys()
+    defaults = {
+        "api_token": "rk_" + secrets.token_urlsafe(32),
+        "account_id": secrets.token_hex(16),
+        "signing_key": secrets.token_hex(32),
+        "participant_token_key": secrets.token_hex(32),
+        "storage_key": secrets.token_urlsafe(32),
+    }
+    merged = {name: stored.get(name) or value for name, value in defaults.items()}
+    if merged != stored:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(merged, indent=2))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    overrides = {
+        "api_token": env.get("RECORDKIT_API_TOKEN"),
+        "account_id": env.get("RECORDKIT_ACCOUNT_ID"),
+    }
+    merged.update({name: value for name, value in overrides.items() if value})
+    generated = generated and not any(overrides.values())
+    return Credentials(**merged), generated
+
+
+def build_settings(
+    data_dir: Path,
+    database_url: str | None = None,
+    public_url: str | None = None,
+    environ: dict[str, str] | None = None,
+) -> tuple[Settings, bool]:
+    """Settings for a process rooted at `data_dir`; see `load_credentials` for the flag returned."""
+    env = os.environ if environ is None else environ
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    credentials, generated = load_credentials(data_dir, env)
+    url = database_url or env.get("RECORDKIT_DATABASE_URL") or sqlite_url(data_dir)
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=normalise_database_url(url),
+        credentials=credentials,
+        public_url=(public_url or env.get("RECORDKIT_PUBLIC_URL") or "http://127.0.0.1:8787").rstrip("/"),
+    )
+    return settings, generated

@@ -1,0 +1,195 @@
+"""The tables: one model per thing the API names."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, Index, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+UUID_LEN = 36
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        datetime: DateTime(),
+    }
+
+
+class App(Base):
+    __tablename__ = "apps"
+
+    id: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "account_id", "created_at"),)
+
+
+class Preset(Base):
+    __tablename__ = "presets"
+
+    id: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    name: Mapped[str] = mapped_column(String(255))
+    config: Mapped[dict[str, Any]]
+    permissions: Mapped[dict[str, Any]]
+    ui: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "app_id", "name", unique=True),)
+
+
+class Meeting(Base):
+    __tablename__ = "meetings"
+
+    id: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    title: Mapped[str | None] = mapped_column(String(255))
+    record_on_start: Mapped[bool] = mapped_column(Boolean, default=False)
+    live_stream_on_start: Mapped[bool] = mapped_column(Boolean, default=False)
+    persist_chat: Mapped[bool] = mapped_column(Boolean, default=False)
+    summarize_on_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    transcribe_on_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    ai_config: Mapped[dict[str, Any] | None]
+    session_keep_alive_time_in_secs: Mapped[float] = mapped_column(Float, default=60)
+    status: Mapped[str] = mapped_column(String(16), default="ACTIVE")
+    # The public part of recording_config; its storage secrets live encrypted beside it.
+    recording_config: Mapped[dict[str, Any] | None]
+    recording_secrets: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "app_id", "created_at"),)
+
+
+class Participant(Base):
+    __tablename__ = "participants"
+
+    id: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    meeting_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    custom_participant_id: Mapped[str] = mapped_column(String(255))
+    preset_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    preset_name: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(255))
+    picture: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "meeting_id", "created_at"),)
+
+
+class MeetingSession(Base):
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    meeting_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    status: Mapped[str] = mapped_column(String(16))
+    live_participants: Mapped[int] = mapped_column(Integer, default=0)
+    max_concurrent_participants: Mapped[int] = mapped_column(Integer, default=0)
+    minutes_consumed: Mapped[float] = mapped_column(Float, default=0)
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    # When the last participant left; the session ends when the keep-alive time has passed since.
+    emptied_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "app_id", "started_at"), Index(None, "meeting_id", "status"))
+
+
+class SessionPeer(Base):
+    __tablename__ = "session_peers"
+
+    id: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    app_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    meeting_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    participant_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    custom_participant_id: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    preset_name: Mapped[str] = mapped_column(String(255))
+    joined_at: Mapped[datetime]
+    left_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "session_id", "joined_at"),)
+
+
+class Recording(Base):
+    __tablename__ = "recordings"
+
+    id: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    meeting_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    invoked_time: Mapped[datetime]
+    started_time: Mapped[datetime | None]
+    stopped_time: Mapped[datetime | None]
+    paused_at: Mapped[datetime | None]
+    paused_total_ms: Mapped[int] = mapped_column(Integer, default=0)
+    output_file_name: Mapped[str] = mapped_column(Text)
+    file_size: Mapped[int | None] = mapped_column(BigInteger)
+    download_url: Mapped[Any | None] = mapped_column(JSON)
+    download_url_expiry: Mapped[datetime | None]
+    audio_download_url: Mapped[str | None] = mapped_column(Text)
+    session_id: Mapped[str | None] = mapped_column(String(UUID_LEN))
+    start_reason: Mapped[dict[str, Any]]
+    stop_reason: Mapped[dict[str, Any] | None]
+    allow_multiple: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The effective configuration resolved at start (recordings.md §8), secrets removed.
+    config: Mapped[dict[str, Any]]
+    storage_config: Mapped[dict[str, Any] | None]
+    storage_secrets: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index(None, "app_id", "invoked_time", "id"),
+        Index(None, "app_id", "status", "invoked_time", "id"),
+        Index(None, "meeting_id", "status"),
+    )
+
+
+class Webhook(Base):
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    name: Mapped[str] = mapped_column(String(255))
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[Any]]
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "app_id", "created_at"),)
+
+
+class WebhookEvent(Base):
+    """The outbox: one row per event, written in the transaction of the change it announces."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    app_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    recording_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    event: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    dispatched_at: Mapped[datetime | None]
+
+    __table_args__ = (Index(None, "dispatched_at", "id"),)

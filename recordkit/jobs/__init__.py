@@ -1,0 +1,1 @@
+"""Jobs: the seam between deciding that work must happen and the worker that does it."""

@@ -1,0 +1,1 @@
+"""Apps, meetings, participants, presets and sessions; media/ (later) holds rooms and signalling."""

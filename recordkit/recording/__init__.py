@@ -1,0 +1,1 @@
+"""Recordings: the state machine, the rules over the database, and (later) the recorder."""

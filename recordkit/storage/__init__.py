@@ -1,0 +1,1 @@
+"""Where files go: the built-in bucket and the user's external stores."""

@@ -1,0 +1,1 @@
+"""Webhooks: the outbox of events and (later) their signed delivery."""

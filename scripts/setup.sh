@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Set up recordkit on a Debian 12 machine: system packages, .venv, editable install.
+#
+# Idempotent and fast when everything is already in place: apt is only touched when a
+# package is missing, and pip only runs when pyproject.toml changed since the last
+# successful install (hash stamp in .venv/.recordkit-installed). Prints nothing when
+# there is nothing to do.
+#
+# Environment:
+#   PYTHON   interpreter used to create .venv (default: python3)
+set -euo pipefail
+
+# System packages (Debian names). Later features append here (e.g. ffmpeg chromium).
+#   build-essential + python3-dev: only used when pip has to compile an sdist (no wheel
+#   for this platform); cheap to check, painful to discover missing mid-install.
+#   postgresql: server binaries; tests start a throwaway cluster when nothing answers
+#   on 127.0.0.1:5432 (see tests/support/postgres.py).
+APT_PACKAGES="python3-venv python3-pip python3-dev build-essential postgresql curl"
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+VENV="$ROOT/.venv"
+STAMP="$VENV/.recordkit-installed"
+PYTHON="${PYTHON:-python3}"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+# --- system packages ---------------------------------------------------------------
+pkg_installed() {
+    # `dpkg -s` also succeeds for removed-but-not-purged packages, so check the status line.
+    dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed$'
+}
+
+if command -v dpkg >/dev/null 2>&1; then
+    missing=()
+    for pkg in $APT_PACKAGES; do
+        pkg_installed "$pkg" || missing+=("$pkg")
+    done
+    if ((${#missing[@]})); then
+        if [[ $(id -u) -eq 0 ]]; then
+            SUDO=()
+        elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            SUDO=(sudo -n)
+        else
+            die "missing Debian packages: ${missing[*]}
+  run as root:  apt-get update && apt-get install -y --no-install-recommends ${missing[*]}
+  then re-run:  $0"
+        fi
+        log "installing Debian packages: ${missing[*]}"
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends "${missing[@]}"
+    fi
+else
+    log "warning: dpkg not found (not Debian?); skipping system package checks"
+fi
+
+# --- virtualenv ----------------------------------------------------------------------
+if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c '' 2>/dev/null; then
+    command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found"
+    "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        || die "$PYTHON is $("$PYTHON" -V 2>&1); recordkit needs Python >= 3.11"
+    log "creating $VENV"
+    rm -f "$STAMP"
+    "$PYTHON" -m venv "$VENV"
+fi
+
+# --- project install -----------------------------------------------------------------
+# The stamp covers pyproject.toml and the venv's interpreter, so a rebuilt venv or a
+# dependency change triggers a reinstall; anything else is a no-op.
+want="$( { sha256sum pyproject.toml; readlink -f "$VENV/bin/python"; } | sha256sum | cut -d' ' -f1)"
+have="$(cat "$STAMP" 2>/dev/null || true)"
+if [[ "$want" != "$have" ]]; then
+    log "installing recordkit (editable, with test extras) into $VENV"
+    # No --index-url/--constraint here on purpose: the machine's pip config applies.
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test]'
+    printf '%s\n' "$want" > "$STAMP.tmp"
+    mv -f "$STAMP.tmp" "$STAMP"
+    log "done"
+fi

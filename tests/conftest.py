@@ -1,0 +1,53 @@
+"""Shared fixtures: every API test runs on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from recordkit.app import create_app
+from recordkit.config import build_settings
+from recordkit.db.migrate import upgrade
+from tests.helpers import ACCOUNT_ID, API_TOKEN, Api
+from tests.support.postgres import fresh_database, postgres_server
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A freshly migrated, empty database of each kind for one test module."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'recordkit.db'}"
+        upgrade(url)
+        yield url
+        return
+    with fresh_database(request.getfixturevalue("pg_server")) as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+async def api(database_url: str, data_dir: Path) -> AsyncIterator[Api]:
+    """A client for an in-process recordkit on the module's database."""
+    env = {"RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID}
+    settings, _ = build_settings(data_dir, database_url, "http://testserver", environ=env)
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield Api(client=client, services=app.state.services)
+    await app.state.services.db.close()
+    await asyncio.sleep(0)
