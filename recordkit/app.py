@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from recordkit.api.schema import ValidationFailed
 from recordkit.config import Settings
 from recordkit.db.engine import Database
 from recordkit.jobs.dispatcher import Dispatcher, LocalDispatcher
+from recordkit.meetings.sessions import SessionEvents, sweep_forever
 from recordkit.meetings.tokens import ParticipantTokens
 from recordkit.recording.service import Recordings
 from recordkit.storage.secrets import SecretBox
@@ -41,16 +43,22 @@ class Services:
     tokens: ParticipantTokens
     secrets: SecretBox
     recordings: Recordings
+    session_events: SessionEvents
 
 
-class StripTrailingSlash:
-    """A trailing slash means the same route (recordings.md §1), without a redirect."""
+class NormalisePath:
+    """A trailing slash means the same route (recordings.md §1), without a redirect; a NUL in the path
+    matches no route."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
+        if scope["type"] == "http" and "\x00" in path:
+            # No id contains NUL, and PostgreSQL cannot even compare one: no such route.
+            await failure(errors.NO_ROUTE)(scope, receive, send)
+            return
         if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
             trimmed = path.rstrip("/") or "/"
             scope = {**scope, "path": trimmed, "raw_path": trimmed.encode()}
@@ -62,13 +70,15 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
     db = Database(settings.database_url)
     jobs = dispatcher or LocalDispatcher()
     secrets = SecretBox(creds.storage_key)
+    recordings = Recordings(db, jobs, secrets, settings.server_recording_defaults)
     return Services(
         settings=settings,
         db=db,
         dispatcher=jobs,
         tokens=ParticipantTokens(creds.participant_token_key),
         secrets=secrets,
-        recordings=Recordings(db, jobs, secrets, settings.server_recording_defaults),
+        recordings=recordings,
+        session_events=SessionEvents(started=recordings.on_session_started, ended=recordings.on_session_ended),
     )
 
 
@@ -78,10 +88,16 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if isinstance(services.dispatcher, LocalDispatcher):
-            await services.dispatcher.close()
-        await services.db.close()
+        # Emptied sessions end when their keep-alive runs out, even if nobody calls the API.
+        sweeper = asyncio.create_task(sweep_forever(services.db, 1.0, services.session_events))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
+            if isinstance(services.dispatcher, LocalDispatcher):
+                await services.dispatcher.close()
+            await services.db.close()
 
     app = FastAPI(
         title="recordkit",
@@ -100,7 +116,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         return ok({"status": "ok"})
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    app.add_middleware(StripTrailingSlash)
+    app.add_middleware(NormalisePath)
     return app
 
 
@@ -135,14 +151,17 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-    components = schema.setdefault("components", {})
-    components.setdefault("schemas", {})["ErrorEnvelope"] = docs.ErrorEnvelope.model_json_schema(
-        ref_template="#/components/schemas/{model}"
-    )
-    components["schemas"].update(
-        docs.ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}").get("$defs", {})
-    )
-    components["schemas"]["ErrorEnvelope"].pop("$defs", None)
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            # FastAPI documents a 422 for path parameters; recordkit never answers one.
+            operation.get("responses", {}).pop("422", None)
+    error_schema = docs.ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(error_schema.pop("$defs", {}))
+    schemas["ErrorEnvelope"] = error_schema
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    components = schema["components"]
     components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     schema["security"] = [{"bearer": []}]
     app.openapi_schema = schema

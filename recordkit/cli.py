@@ -34,9 +34,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _common(command: argparse.ArgumentParser) -> None:
     command.add_argument("--data-dir", default="./recordkit-data")
-    command.add_argument(
-        "--database-url", help="default: SQLite in the data dir; postgresql://… for PostgreSQL"
-    )
+    command.add_argument("--database-url", help="default: SQLite in the data dir; postgresql://… for PostgreSQL")
 
 
 def _migrate(settings: Settings) -> None:

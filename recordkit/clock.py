@@ -30,7 +30,10 @@ def parse_iso8601(text: str) -> datetime:
         candidate = candidate[:-1] + "+00:00"
     moment = datetime.fromisoformat(candidate)
     if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
+        try:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:
+            raise ValueError(text) from None
     return moment
 
 

@@ -108,3 +108,103 @@ class RecordingListItem(RecordingModel):
 
 class TrackStarted(Open):
     recording: RecordingModel
+
+
+class AppModel(Open):
+    id: str
+    name: str
+    created_at: str
+
+
+class AppCreated(Open):
+    app: AppModel
+
+
+class PresetSummary(Open):
+    id: str
+    name: str
+    created_at: str
+    updated_at: str
+
+
+class PresetModel(PresetSummary):
+    config: dict[str, Any]
+    permissions: dict[str, Any]
+    ui: dict[str, Any]
+
+
+class ParticipantModel(Open):
+    id: str
+    name: str | None
+    picture: str | None
+    custom_participant_id: str
+    preset_name: str
+    created_at: str
+    updated_at: str
+
+
+class ParticipantWithToken(ParticipantModel):
+    token: str
+
+
+class ParticipantDeleted(Open):
+    created_at: str
+    custom_participant_id: str
+    preset_id: str
+    updated_at: str
+
+
+class TokenModel(Open):
+    token: str
+
+
+class SessionModel(Open):
+    id: str
+    associated_id: str
+    meeting_display_name: str
+    type: Literal["meeting"]
+    status: Literal["LIVE", "ENDED"]
+    live_participants: int
+    max_concurrent_participants: int
+    minutes_consumed: float
+    organization_id: str
+    started_at: str
+    ended_at: str | None
+    created_at: str
+    updated_at: str
+
+
+class SessionList(Open):
+    sessions: list[SessionModel]
+
+
+class SessionParticipantModel(Open):
+    id: str
+    user_id: str
+    custom_participant_id: str
+    display_name: str | None
+    preset_name: str
+    joined_at: str
+    left_at: str | None
+    duration: float
+    created_at: str
+    updated_at: str
+
+
+class SessionParticipantList(Open):
+    participants: list[SessionParticipantModel]
+
+
+class KickAll(Open):
+    action: Literal["kick-all"]
+    kicked_participants_count: int
+
+
+class WebhookModel(Open):
+    id: str
+    name: str
+    url: str
+    events: list[str]
+    enabled: bool
+    created_at: str
+    updated_at: str

@@ -29,6 +29,10 @@ def not_found(thing: str, ident: str) -> ApiError:
     return ApiError(404, f"No {thing} found with id {ident}")
 
 
+def no_active_session(meeting_id: str) -> ApiError:
+    return ApiError(404, f"No active session found for meeting_id {meeting_id}")
+
+
 def bad_request(detail: str) -> ApiError:
     return ApiError(400, f"BAD_REQUEST: {detail}")
 

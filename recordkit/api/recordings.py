@@ -7,15 +7,16 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from recordkit.api import docs
+from recordkit.api import docs, listing
 from recordkit.api.auth import authorize, check_own_meeting
 from recordkit.api.envelope import ok
 from recordkit.api.errors import ApiError
 from recordkit.api.requests import checked_body, checked_query
 from recordkit.api.routing import described
-from recordkit.api.schema import Bool, Int, QueryParam, Str
+from recordkit.api.schema import Bool, QueryParam, Str
 from recordkit.api.wire import meeting_json, page_window, paging, recording_json
 from recordkit.clock import utcnow
+from recordkit.meetings.service import get_meeting
 from recordkit.recording import config as rconfig
 from recordkit.recording.service import Recordings
 from recordkit.storage.config import check_required
@@ -24,15 +25,14 @@ router = APIRouter(tags=["recordings"])
 
 LIST_QUERY = (
     QueryParam("meeting_id", Str(format="uuid")),
-    QueryParam("page_no", Int(minimum=0)),
-    QueryParam("per_page", Int(minimum=0, maximum=100)),
+    *listing.PAGING,
     QueryParam("status", Str(enum=rconfig.STATUSES), many=True),
     QueryParam("expired", Bool()),
-    QueryParam("search", Str(max_length=255)),
-    QueryParam("start_time", Str(format="date-time")),
-    QueryParam("end_time", Str(format="date-time")),
+    listing.SEARCH,
+    listing.START_TIME,
+    listing.END_TIME,
     QueryParam("sort_by", Str(enum=("invokedTime",))),
-    QueryParam("sort_order", Str(enum=("ASC", "DESC"))),
+    listing.SORT_ORDER,
 )
 
 
@@ -53,7 +53,7 @@ async def start_recording(request: Request, account_id: str, app_id: str) -> Res
         check_required(body["storage_config"])
     rconfig.check_url_unsupported(body)
     recordings = _recordings(request)
-    meeting = await recordings.meeting(app.id, body["meeting_id"])
+    meeting = await get_meeting(recordings.db, app.id, body["meeting_id"])
     check_own_meeting(caller, meeting.id)
     plan = recordings.plan(body, meeting)
     recording = await recordings.start_composite(app.id, meeting, plan, caller)
@@ -71,9 +71,7 @@ async def list_recordings(request: Request, account_id: str, app_id: str) -> Res
     query = checked_query(request, LIST_QUERY)
     now = utcnow()
     rows, total = await _recordings(request).list(app.id, query, now)
-    items = [
-        {**recording_json(recording, now), "meeting": meeting_json(meeting)} for recording, meeting in rows
-    ]
+    items = [{**recording_json(recording, now), "meeting": meeting_json(meeting)} for recording, meeting in rows]
     page_no, per_page = page_window(query)
     return ok(items, paging=paging(page_no, per_page, total, len(items)))
 
@@ -87,7 +85,7 @@ async def list_recordings(request: Request, account_id: str, app_id: str) -> Res
 async def active_recording(request: Request, account_id: str, app_id: str, meeting_id: str) -> Response:
     caller, app = await authorize(request, account_id, app_id, participant_allowed=True)
     recordings = _recordings(request)
-    meeting = await recordings.meeting(app.id, meeting_id)
+    meeting = await get_meeting(recordings.db, app.id, meeting_id)
     check_own_meeting(caller, meeting.id)
     recording = await recordings.active_recording(meeting.id)
     if recording is None:
@@ -105,7 +103,7 @@ async def start_track_recording(request: Request, account_id: str, app_id: str) 
     caller, app = await authorize(request, account_id, app_id)
     body = await checked_body(request, rconfig.TRACK_BODY)
     recordings = _recordings(request)
-    meeting = await recordings.meeting(app.id, body["meeting_id"])
+    meeting = await get_meeting(recordings.db, app.id, body["meeting_id"])
     recording = await recordings.start_track(app.id, meeting, body, caller)
     return ok({"recording": recording_json(recording, utcnow())})
 

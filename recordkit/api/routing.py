@@ -16,6 +16,7 @@ ERROR_STATUSES = {
     "401": "Missing or invalid token",
     "403": "Token not allowed here",
     "404": "Unknown app or resource",
+    "405": "Method not allowed",
     "409": "Conflicts with the current state",
     "413": "Body over 1 MiB",
 }

@@ -140,6 +140,9 @@ def _join(path: str, name: str) -> str:
 def _check_str(schema: Str, value: Any, path: str) -> str:
     if not isinstance(value, str):
         raise ValidationFailed(path, "must be a string")
+    if "\x00" in value:
+        # PostgreSQL cannot store NUL in text; no legitimate value carries one.
+        raise ValidationFailed(path, "must not contain the null character")
     if value == "" and not schema.allow_empty:
         raise ValidationFailed(path, "is not allowed to be empty")
     if schema.enum is not None and value not in schema.enum:
@@ -147,15 +150,11 @@ def _check_str(schema: Str, value: Any, path: str) -> str:
     if schema.min_length is not None and len(value) < schema.min_length:
         raise ValidationFailed(path, f"length must be at least {schema.min_length} characters long")
     if schema.max_length is not None and len(value) > schema.max_length:
-        raise ValidationFailed(
-            path, f"length must be less than or equal to {schema.max_length} characters long"
-        )
+        raise ValidationFailed(path, f"length must be less than or equal to {schema.max_length} characters long")
     if schema.pattern is not None and value and not re.search(schema.pattern, value):
         if schema.secret:
             raise ValidationFailed(path, "fails to match the required pattern")
-        raise ValidationFailed(
-            path, f'with value "{value}" fails to match the required pattern: {schema.pattern}'
-        )
+        raise ValidationFailed(path, f'with value "{value}" fails to match the required pattern: {schema.pattern}')
     if schema.format == "uuid" and not UUID_RE.match(value):
         raise ValidationFailed(path, "must be a valid GUID")
     if schema.format == "uri" and value:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+AFTER_COMMIT = "recordkit.after_commit"
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], Awaitable[None]]) -> None:
+    """Run `callback` after the write transaction of `session` commits (never if it rolls back)."""
+    session.info.setdefault(AFTER_COMMIT, []).append(callback)
 
 
 def _json_dumps(value: Any) -> str:
@@ -34,9 +41,7 @@ class Database:
         self.engine = create_async_engine(url, **options)
         if self.is_sqlite:
             _tune_sqlite(self.engine.sync_engine)
-        writer = (
-            self.engine.execution_options(sqlite_begin="BEGIN IMMEDIATE") if self.is_sqlite else self.engine
-        )
+        writer = self.engine.execution_options(sqlite_begin="BEGIN IMMEDIATE") if self.is_sqlite else self.engine
         self._reads = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writes = async_sessionmaker(writer, expire_on_commit=False)
 
@@ -48,9 +53,15 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction, committed when the block ends without an error."""
-        async with self._writes() as session, session.begin():
-            yield session
+        """A session inside one transaction, committed when the block ends without an error.
+
+        Callbacks registered with `after_commit` run once the commit succeeded.
+        """
+        async with self._writes() as session:
+            async with session.begin():
+                yield session
+            for callback in session.info.pop(AFTER_COMMIT, []):
+                await callback()
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -95,9 +95,7 @@ TRACK_BODY = Obj(
 
 ACTION_BODY = Obj((Field("action", Str(enum=("stop", "pause", "resume")), required=True),))
 
-TRACK_FILE_TEMPLATE = (
-    "{{file_name_prefix}}_{{user_id}}_{{peer_id}}_{{stream_kind}}_{{media_kind}}_{{date_time}}.webm"
-)
+TRACK_FILE_TEMPLATE = "{{file_name_prefix}}_{{user_id}}_{{peer_id}}_{{stream_kind}}_{{media_kind}}_{{date_time}}.webm"
 
 
 class ConfigRuleBroken(Exception):
@@ -166,9 +164,7 @@ def resolve(levels: Levels) -> dict[str, Any]:
     rtmp_url = next((url for url in rtmp_candidates if url), None)
     _, max_seconds = levels.highest("max_seconds")
     _, prefix = levels.highest("file_name_prefix")
-    audio_file = ("audio_config" in levels.request or "audio_config" in levels.meeting) and bool(
-        audio["export_file"]
-    )
+    audio_file = ("audio_config" in levels.request or "audio_config" in levels.meeting) and bool(audio["export_file"])
     return {
         "max_seconds": max_seconds or DEFAULT_MAX_SECONDS,
         "file_name_prefix": prefix,
@@ -188,9 +184,7 @@ def check_rules(effective: dict[str, Any]) -> None:
     """Raise ConfigRuleBroken when the merged configuration cannot produce a storable file."""
     video = effective["video_config"]
     if not effective["realtimekit_bucket_config"]["enabled"] and not effective["storage_config"]:
-        raise ConfigRuleBroken(
-            '"storage_config" is required when "realtimekit_bucket_config.enabled" is false'
-        )
+        raise ConfigRuleBroken('"storage_config" is required when "realtimekit_bucket_config.enabled" is false')
     if not video["export_file"] and not effective["audio_file"]:
         raise ConfigRuleBroken(
             'recording would produce no file: enable "video_config.export_file" or "audio_config.export_file"'

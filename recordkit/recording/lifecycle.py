@@ -68,9 +68,7 @@ _COMPOSITE: dict[tuple[Status, Event], Status] = {
 }
 
 
-def next_status(
-    status: Status, event: Event, kind: Kind = Kind.COMPOSITE, captured_media: bool = True
-) -> Status:
+def next_status(status: Status, event: Event, kind: Kind = Kind.COMPOSITE, captured_media: bool = True) -> Status:
     """The status a recording moves to when `event` happens, or IllegalTransition.
 
     `captured_media` matters for track recordings only: one that captured no audio at all ends

@@ -1,7 +1,9 @@
 """The recording rules applied to the database (recordings.md §6–§7): start, act, read and list.
 
-Every state change happens inside one write transaction that first locks what it decides on, so two
-concurrent calls never both win; each change queues its webhook event in that same transaction.
+Every state change happens inside one write transaction that first locks what it decides on (the
+meeting row for starts, the recording row for changes), so two concurrent calls never both win; each
+change queues its webhook event in that same transaction, and the recorder is dispatched only after
+the commit.
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from recordkit.api import errors
 from recordkit.api.auth import Caller
 from recordkit.clock import parse_iso8601, unix_ms, utcnow
-from recordkit.db.engine import Database
+from recordkit.db.engine import Database, after_commit
 from recordkit.db.models import Meeting, MeetingSession, Recording
+from recordkit.db.paging import page_offset
 from recordkit.jobs.dispatcher import Dispatcher, Job
+from recordkit.meetings.service import lock_meeting
+from recordkit.meetings.sessions import live_session
 from recordkit.recording import config as rconfig
 from recordkit.recording.lifecycle import (
     ACTIVE,
+    CAPTURING,
     Event,
     IllegalTransition,
     Kind,
@@ -31,11 +37,14 @@ from recordkit.recording.lifecycle import (
     TrackCannotPause,
     next_status,
 )
+from recordkit.storage.config import split_secrets
 from recordkit.storage.secrets import SecretBox
 from recordkit.webhooks.events import queue_status_update
 
 ACTIVE_NAMES = tuple(status.value for status in ACTIVE)
+CAPTURING_NAMES = tuple(status.value for status in CAPTURING)
 TRACK_ACTIVE_NAMES = (Status.INVOKED.value, Status.RECORDING.value)
+ALL_PEERS_LEFT = {"reason": "ALL_PEERS_LEFT", "caller": None}
 
 
 @dataclass(frozen=True)
@@ -51,19 +60,11 @@ class Recordings:
 
     def __init__(
         self, db: Database, dispatcher: Dispatcher, secrets: SecretBox, server_defaults: dict[str, Any]
-    ):
+    ) -> None:
         self.db = db
         self.dispatcher = dispatcher
         self.secrets = secrets
         self.server_defaults = server_defaults
-
-    async def meeting(self, app_id: str, meeting_id: str) -> Meeting:
-        """The meeting of this app, or 404."""
-        async with self.db.read() as session:
-            meeting = await _meeting(session, app_id, meeting_id.lower())
-        if meeting is None:
-            raise errors.not_found("meeting", meeting_id)
-        return meeting
 
     async def recording(self, app_id: str, recording_id: str) -> Recording:
         """The recording of this app, or 404."""
@@ -75,9 +76,7 @@ class Recordings:
 
     def plan(self, body: dict[str, Any], meeting: Meeting) -> StartRequest:
         """Resolve the effective configuration (§8) and check its rules (400 when broken)."""
-        levels = rconfig.Levels(
-            request=body, meeting=meeting.recording_config or {}, server=self.server_defaults
-        )
+        levels = rconfig.Levels(request=body, meeting=meeting.recording_config or {}, server=self.server_defaults)
         effective = rconfig.resolve(levels)
         try:
             rconfig.check_rules(effective)
@@ -85,85 +84,39 @@ class Recordings:
             raise errors.bad_request(str(broken)) from None
         return StartRequest(body=body, effective=effective)
 
-    async def start_composite(
-        self, app_id: str, meeting: Meeting, request: StartRequest, caller: Caller
-    ) -> Recording:
-        """Create an INVOKED composite recording (§6.1 steps 1–3) and dispatch its recorder."""
-        now = utcnow()
-        effective = request.effective
+    async def start_composite(self, app_id: str, meeting: Meeting, request: StartRequest, caller: Caller) -> Recording:
+        """Create an INVOKED composite recording (§6.1 steps 1–3); its recorder is dispatched after commit."""
         async with self.db.write() as session:
-            locked = await _lock_meeting(session, app_id, meeting.id)
-            if locked.status == "INACTIVE":
-                raise errors.conflict(f"Meeting {meeting.id} is INACTIVE")
-            active = (
-                (
-                    await session.execute(
-                        select(Recording.allow_multiple).where(
-                            Recording.meeting_id == meeting.id,
-                            Recording.type == Kind.COMPOSITE.value,
-                            Recording.status.in_(ACTIVE_NAMES),
-                        )
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            wants_multiple = effective["allow_multiple_recordings"]
-            if active and not (wants_multiple and all(active)):
+            locked = await lock_meeting(session, app_id, meeting.id)
+            _refuse_inactive(locked)
+            if not await self._may_start_composite(session, locked.id, request.effective["allow_multiple_recordings"]):
                 raise errors.conflict(f"A recording is already in progress for meeting_id {meeting.id}")
-            live = await live_session(session, meeting.id)
-            extension = rconfig.main_file_extension(effective)
-            recording = Recording(
-                id=str(uuid.uuid4()),
-                app_id=app_id,
-                meeting_id=meeting.id,
-                type=Kind.COMPOSITE.value,
-                status=Status.INVOKED.value,
-                invoked_time=now,
-                paused_total_ms=0,
-                output_file_name=rconfig.composite_file_name(
-                    effective["file_name_prefix"], meeting.id, unix_ms(now), extension
-                ),
-                session_id=live.id if live else None,
-                start_reason={"reason": "API_CALL", "caller": caller.wire()},
-                allow_multiple=wants_multiple,
-                config={k: v for k, v in effective.items() if k != "storage_config"},
-                storage_config=effective["storage_config"] and _public_storage(effective["storage_config"]),
-                storage_secrets=self._storage_secrets(request, locked),
-                updated_at=now,
-            )
-            session.add(recording)
-            await session.flush()
-            await queue_status_update(session, recording, now)
-        await self.dispatcher.submit(Job("record", recording.id))
-        return recording
+            start_reason = {"reason": "API_CALL", "caller": caller.wire()}
+            return await self._insert_composite(session, locked, request, start_reason)
 
-    async def start_track(
-        self, app_id: str, meeting: Meeting, body: dict[str, Any], caller: Caller
-    ) -> Recording:
+    async def start_track(self, app_id: str, meeting: Meeting, body: dict[str, Any], caller: Caller) -> Recording:
         """Create an INVOKED track recording of the live session (§6.4 steps 2–5)."""
         now = utcnow()
         async with self.db.write() as session:
-            locked = await _lock_meeting(session, app_id, meeting.id)
-            if locked.status == "INACTIVE":
-                raise errors.conflict(f"Meeting {meeting.id} is INACTIVE")
-            live = await live_session(session, meeting.id)
+            locked = await lock_meeting(session, app_id, meeting.id)
+            _refuse_inactive(locked)
+            live = await live_session(session, locked.id)
             if live is None:
-                raise errors.ApiError(404, f"No active session found for meeting_id {meeting.id}")
+                raise errors.no_active_session(locked.id)
             busy = await session.scalar(
                 select(func.count()).where(
-                    Recording.meeting_id == meeting.id,
+                    Recording.meeting_id == locked.id,
                     Recording.type == Kind.TRACK.value,
                     Recording.status.in_(TRACK_ACTIVE_NAMES),
                 )
             )
             if busy:
-                raise errors.conflict(f"A track recording is already in progress for meeting_id {meeting.id}")
+                raise errors.conflict(f"A track recording is already in progress for meeting_id {locked.id}")
             layers = body.get("layers") or {"default": {}}
             recording = Recording(
                 id=str(uuid.uuid4()),
                 app_id=app_id,
-                meeting_id=meeting.id,
+                meeting_id=locked.id,
                 type=Kind.TRACK.value,
                 status=Status.INVOKED.value,
                 invoked_time=now,
@@ -185,10 +138,7 @@ class Recordings:
                 storage_config=None,
                 updated_at=now,
             )
-            session.add(recording)
-            await session.flush()
-            await queue_status_update(session, recording, now)
-        await self.dispatcher.submit(Job("record_tracks", recording.id))
+            await self._insert(session, recording, Job("record_tracks", recording.id))
         return recording
 
     async def act(self, recording: Recording, action: str, caller: Caller) -> Recording:
@@ -196,19 +146,13 @@ class Recordings:
         event = Event(action)
         now = utcnow()
         async with self.db.write() as session:
-            current = (
-                await session.execute(select(Recording).where(Recording.id == recording.id).with_for_update())
-            ).scalar_one()
+            current = await _lock_recording(session, recording.id)
             try:
                 target = next_status(Status(current.status), event, Kind(current.type))
             except TrackCannotPause:
-                raise errors.conflict(
-                    f"Recording {current.id} is a track recording; cannot {action}"
-                ) from None
+                raise errors.conflict(f"Recording {current.id} is a track recording; cannot {action}") from None
             except IllegalTransition:
-                raise errors.conflict(
-                    f"Recording {current.id} is in state {current.status}; cannot {action}"
-                ) from None
+                raise errors.conflict(f"Recording {current.id} is in state {current.status}; cannot {action}") from None
             if event is Event.STOP:
                 _end_capture(current, now, {"reason": "API_CALL", "caller": caller.wire()})
             elif event is Event.PAUSE:
@@ -222,9 +166,7 @@ class Recordings:
         """The recorder wrote its first frame: INVOKED → RECORDING (§7.4)."""
         now = utcnow()
         async with self.db.write() as session:
-            current = (
-                await session.execute(select(Recording).where(Recording.id == recording_id).with_for_update())
-            ).scalar_one()
+            current = await _lock_recording(session, recording_id)
             target = next_status(Status(current.status), Event.CAPTURE_STARTED, Kind(current.type))
             current.started_time = now
             if current.session_id is None:
@@ -232,6 +174,50 @@ class Recordings:
                 current.session_id = live.id if live else None
             await _change(session, current, target, now)
         return current
+
+    async def end_capture(self, recording_id: str, stop_reason: dict[str, Any]) -> Recording | None:
+        """Capture ended without an API call (§7.4): RECORDING/PAUSED → UPLOADING with `stop_reason`.
+
+        Returns None when the recording had already left capture (an API stop won the race).
+        """
+        async with self.db.write() as session:
+            current = await _lock_recording(session, recording_id)
+            ended = await _end_capture_in(session, current, stop_reason, utcnow())
+        return current if ended else None
+
+    async def on_session_started(self, session: AsyncSession, live: MeetingSession) -> None:
+        """Session hook, inside the transaction that started `live`: waiting recordings join the
+        session (§7.6) and a `record_on_start` meeting starts recording (§7.7)."""
+        waiting = (
+            await session.execute(
+                select(Recording).where(
+                    Recording.meeting_id == live.meeting_id,
+                    Recording.session_id.is_(None),
+                    Recording.status.in_(ACTIVE_NAMES),
+                )
+            )
+        ).scalars()
+        for recording in waiting:
+            recording.session_id = live.id
+        meeting = await session.get(Meeting, live.meeting_id)
+        if meeting is None or not meeting.record_on_start or meeting.status == "INACTIVE":
+            return
+        if await self._may_start_composite(session, meeting.id, wants_multiple=False):
+            plan = self.plan({"meeting_id": meeting.id}, meeting)
+            await self._insert_composite(session, meeting, plan, {"reason": "RECORD_ON_START", "caller": None})
+
+    async def on_session_ended(self, session: AsyncSession, ended: MeetingSession) -> None:
+        """Session hook, inside the transaction that ended it: its capturing recordings stop (§7.4)."""
+        capturing = (
+            await session.execute(
+                select(Recording)
+                .where(Recording.session_id == ended.id, Recording.status.in_(CAPTURING_NAMES))
+                .with_for_update()
+            )
+        ).scalars()
+        now = utcnow()
+        for recording in list(capturing):
+            await _end_capture_in(session, recording, ALL_PEERS_LEFT, now)
 
     async def active_recording(self, meeting_id: str) -> Recording | None:
         """The latest active composite recording of the meeting (§6.3), if any."""
@@ -256,22 +242,19 @@ class Recordings:
         page_no = query.get("page_no") or 1
         per_page = query.get("per_page") or 20
         conditions = _list_conditions(app_id, query, now)
-        needs_meeting = "search" in query
         count: Select[Any] = select(func.count()).select_from(Recording)
-        if needs_meeting:
+        if "search" in query:
             count = count.join(Meeting, Meeting.id == Recording.meeting_id)
-        descending = query.get("sort_order", "DESC") == "DESC"
-        order = (
-            (Recording.invoked_time.desc(), Recording.id.desc())
-            if descending
-            else (Recording.invoked_time.asc(), Recording.id.asc())
-        )
+        if query.get("sort_order", "DESC") == "DESC":
+            order = (Recording.invoked_time.desc(), Recording.id.desc())
+        else:
+            order = (Recording.invoked_time.asc(), Recording.id.asc())
         page = (
             select(Recording, Meeting)
             .join(Meeting, Meeting.id == Recording.meeting_id)
             .where(*conditions)
             .order_by(*order)
-            .offset((page_no - 1) * per_page)
+            .offset(page_offset(page_no, per_page))
             .limit(per_page)
         )
         async with self.db.read() as session:
@@ -279,21 +262,74 @@ class Recordings:
             rows = (await session.execute(page)).tuples().all()
         return rows, total
 
-    def _storage_secrets(self, request: StartRequest, meeting: Meeting) -> str | None:
+    async def _may_start_composite(self, session: AsyncSession, meeting_id: str, wants_multiple: bool) -> bool:
+        """The one-active rule (§7.3), read under the meeting's lock."""
+        active = (
+            (
+                await session.execute(
+                    select(Recording.allow_multiple).where(
+                        Recording.meeting_id == meeting_id,
+                        Recording.type == Kind.COMPOSITE.value,
+                        Recording.status.in_(ACTIVE_NAMES),
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        return not active or (wants_multiple and all(active))
+
+    async def _insert_composite(
+        self, session: AsyncSession, meeting: Meeting, request: StartRequest, start_reason: dict[str, Any]
+    ) -> Recording:
+        now = utcnow()
         effective = request.effective
+        live = await live_session(session, meeting.id)
+        storage = effective["storage_config"]
+        recording = Recording(
+            id=str(uuid.uuid4()),
+            app_id=meeting.app_id,
+            meeting_id=meeting.id,
+            type=Kind.COMPOSITE.value,
+            status=Status.INVOKED.value,
+            invoked_time=now,
+            paused_total_ms=0,
+            output_file_name=rconfig.composite_file_name(
+                effective["file_name_prefix"], meeting.id, unix_ms(now), rconfig.main_file_extension(effective)
+            ),
+            session_id=live.id if live else None,
+            start_reason=start_reason,
+            allow_multiple=effective["allow_multiple_recordings"],
+            config={name: value for name, value in effective.items() if name != "storage_config"},
+            storage_config=split_secrets(storage)[0] if storage else None,
+            storage_secrets=self._storage_secrets(effective, meeting),
+            updated_at=now,
+        )
+        await self._insert(session, recording, Job("record", recording.id))
+        return recording
+
+    async def _insert(self, session: AsyncSession, recording: Recording, job: Job) -> None:
+        session.add(recording)
+        await session.flush()
+        await queue_status_update(session, recording, recording.invoked_time)
+
+        async def dispatch() -> None:
+            await self.dispatcher.submit(job)
+
+        after_commit(session, dispatch)
+
+    def _storage_secrets(self, effective: dict[str, Any], meeting: Meeting) -> str | None:
+        """The sealed secrets of the level the storage_config came from (§8: never mixed)."""
         if not effective["storage_config"]:
             return None
         if effective["storage_level"] == "meeting":
             return meeting.recording_secrets
-        from recordkit.storage.config import split_secrets
-
         return self.secrets.seal(split_secrets(effective["storage_config"])[1])
 
 
-def _public_storage(config: dict[str, Any]) -> dict[str, Any]:
-    from recordkit.storage.config import split_secrets
-
-    return split_secrets(config)[0]
+def _refuse_inactive(meeting: Meeting) -> None:
+    if meeting.status == "INACTIVE":
+        raise errors.conflict(f"Meeting {meeting.id} is INACTIVE")
 
 
 def _list_conditions(app_id: str, query: dict[str, Any], now: datetime) -> list[Any]:
@@ -311,37 +347,12 @@ def _list_conditions(app_id: str, query: dict[str, Any], now: datetime) -> list[
         conditions.append(Recording.invoked_time <= parse_iso8601(query["end_time"]))
     if "search" in query:
         term = query["search"].lower()
-        conditions.append(
-            or_(func.lower(Meeting.title).contains(term, autoescape=True), Recording.meeting_id == term)
-        )
+        conditions.append(or_(func.lower(Meeting.title).contains(term, autoescape=True), Recording.meeting_id == term))
     return conditions
 
 
-async def _meeting(session: AsyncSession, app_id: str, meeting_id: str) -> Meeting | None:
-    meeting = await session.get(Meeting, meeting_id)
-    return meeting if meeting is not None and meeting.app_id == app_id else None
-
-
-async def _lock_meeting(session: AsyncSession, app_id: str, meeting_id: str) -> Meeting:
-    """Lock the meeting row: starts for one meeting queue behind each other (PostgreSQL); on SQLite
-    the write transaction already holds the database's single write lock."""
-    return (
-        await session.execute(
-            select(Meeting).where(Meeting.id == meeting_id, Meeting.app_id == app_id).with_for_update()
-        )
-    ).scalar_one()
-
-
-async def live_session(session: AsyncSession, meeting_id: str) -> MeetingSession | None:
-    """The meeting's LIVE session, if one is running."""
-    return (
-        await session.execute(
-            select(MeetingSession)
-            .where(MeetingSession.meeting_id == meeting_id, MeetingSession.status == "LIVE")
-            .order_by(MeetingSession.started_at.desc())
-            .limit(1)
-        )
-    ).scalar_one_or_none()
+async def _lock_recording(session: AsyncSession, recording_id: str) -> Recording:
+    return (await session.execute(select(Recording).where(Recording.id == recording_id).with_for_update())).scalar_one()
 
 
 def _close_pause(recording: Recording, now: datetime) -> None:
@@ -354,6 +365,18 @@ def _end_capture(recording: Recording, now: datetime, reason: dict[str, Any]) ->
     _close_pause(recording, now)
     recording.stopped_time = now
     recording.stop_reason = reason
+
+
+async def _end_capture_in(
+    session: AsyncSession, recording: Recording, stop_reason: dict[str, Any], now: datetime
+) -> bool:
+    try:
+        target = next_status(Status(recording.status), Event.CAPTURE_ENDED, Kind(recording.type))
+    except IllegalTransition:
+        return False
+    _end_capture(recording, now, stop_reason)
+    await _change(session, recording, target, now)
+    return True
 
 
 async def _change(session: AsyncSession, recording: Recording, target: Status, now: datetime) -> None:

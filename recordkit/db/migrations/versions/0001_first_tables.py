@@ -27,9 +27,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_apps")),
     )
     with op.batch_alter_table("apps", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_apps_account_id_created_at"), ["account_id", "created_at"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_apps_account_id_created_at"), ["account_id", "created_at"], unique=False)
 
     op.create_table(
         "meetings",
@@ -51,9 +49,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_meetings")),
     )
     with op.batch_alter_table("meetings", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_meetings_app_id_created_at"), ["app_id", "created_at"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_meetings_app_id_created_at"), ["app_id", "created_at"], unique=False)
 
     op.create_table(
         "participants",
@@ -125,9 +121,7 @@ def upgrade() -> None:
             ["app_id", "status", "invoked_time", "id"],
             unique=False,
         )
-        batch_op.create_index(
-            batch_op.f("ix_recordings_meeting_id_status"), ["meeting_id", "status"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_recordings_meeting_id_status"), ["meeting_id", "status"], unique=False)
 
     op.create_table(
         "session_peers",
@@ -165,12 +159,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sessions")),
     )
     with op.batch_alter_table("sessions", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_sessions_app_id_started_at"), ["app_id", "started_at"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_sessions_meeting_id_status"), ["meeting_id", "status"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_sessions_app_id_started_at"), ["app_id", "started_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_sessions_meeting_id_status"), ["meeting_id", "status"], unique=False)
 
     op.create_table(
         "webhook_events",
@@ -184,9 +174,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_events")),
     )
     with op.batch_alter_table("webhook_events", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_webhook_events_dispatched_at_id"), ["dispatched_at", "id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_webhook_events_dispatched_at_id"), ["dispatched_at", "id"], unique=False)
 
     op.create_table(
         "webhooks",
@@ -201,9 +189,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhooks")),
     )
     with op.batch_alter_table("webhooks", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_webhooks_app_id_created_at"), ["app_id", "created_at"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_webhooks_app_id_created_at"), ["app_id", "created_at"], unique=False)
 
     # ### end Alembic commands ###
 
