@@ -15,7 +15,7 @@ set -euo pipefail
 #   for this platform); cheap to check, painful to discover missing mid-install.
 #   postgresql: server binaries; tests start a throwaway cluster when nothing answers
 #   on 127.0.0.1:5432 (see tests/support/postgres.py).
-APT_PACKAGES="python3-venv python3-pip python3-dev build-essential postgresql curl"
+APT_PACKAGES="python3-venv python3-pip python3-dev build-essential postgresql curl ffmpeg chromium fonts-dejavu-core"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
