@@ -25,6 +25,7 @@ from recordkit.api.schema import ValidationFailed
 from recordkit.config import Settings
 from recordkit.db.engine import Database
 from recordkit.jobs.dispatcher import Dispatcher, LocalDispatcher
+from recordkit.meetings.apps import AppDirectory
 from recordkit.meetings.sessions import SessionEvents, sweep_forever
 from recordkit.meetings.tokens import ParticipantTokens
 from recordkit.recording.service import Recordings
@@ -44,6 +45,7 @@ class Services:
     secrets: SecretBox
     recordings: Recordings
     session_events: SessionEvents
+    apps: AppDirectory
 
 
 class NormalisePath:
@@ -79,6 +81,7 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
         secrets=secrets,
         recordings=recordings,
         session_events=SessionEvents(started=recordings.on_session_started, ended=recordings.on_session_ended),
+        apps=AppDirectory(db),
     )
 
 

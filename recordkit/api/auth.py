@@ -6,7 +6,6 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from starlette.requests import Request
 
 from recordkit.api import errors
@@ -80,10 +79,7 @@ async def authorize(
 async def _app(services: Any, account_id: str, app_id: str | None) -> App | None:
     if app_id is None:
         return None
-    async with services.db.read() as session:
-        app = (
-            await session.execute(select(App).where(App.id == app_id, App.account_id == account_id))
-        ).scalar_one_or_none()
+    app = await services.apps.find(account_id, app_id)
     if app is None:
         raise errors.not_found("app", app_id)
     return app

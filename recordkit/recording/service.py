@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from recordkit.api import errors
@@ -242,23 +242,28 @@ class Recordings:
         page_no = query.get("page_no") or 1
         per_page = query.get("per_page") or 20
         conditions = _list_conditions(app_id, query, now)
-        count: Select[Any] = select(func.count()).select_from(Recording)
-        if "search" in query:
-            count = count.join(Meeting, Meeting.id == Recording.meeting_id)
         if query.get("sort_order", "DESC") == "DESC":
             order = (Recording.invoked_time.desc(), Recording.id.desc())
         else:
             order = (Recording.invoked_time.asc(), Recording.id.asc())
-        page = (
-            select(Recording, Meeting)
-            .join(Meeting, Meeting.id == Recording.meeting_id)
+        count = select(func.count()).select_from(Recording).where(*conditions)
+        # Pick the page's ids from the index first, so a deep page skips index entries, not joined rows.
+        keys = (
+            select(Recording.id)
             .where(*conditions)
             .order_by(*order)
             .offset(page_offset(page_no, per_page))
             .limit(per_page)
+            .subquery("page_keys")
+        )
+        page = (
+            select(Recording, Meeting)
+            .join(keys, keys.c.id == Recording.id)
+            .join(Meeting, Meeting.id == Recording.meeting_id)
+            .order_by(*order)
         )
         async with self.db.read() as session:
-            total = await session.scalar(count.where(*conditions)) or 0
+            total = await session.scalar(count) or 0
             rows = (await session.execute(page)).tuples().all()
         return rows, total
 
@@ -333,7 +338,16 @@ def _refuse_inactive(meeting: Meeting) -> None:
 
 
 def _list_conditions(app_id: str, query: dict[str, Any], now: datetime) -> list[Any]:
-    conditions: list[Any] = [Recording.app_id == app_id]
+    conditions: list[Any] = []
+    if "search" in query:
+        # Through the meetings of the app, so the database walks (meeting_id, status), not the whole app.
+        term = query["search"].lower()
+        matching = select(Meeting.id).where(
+            Meeting.app_id == app_id, or_(func.lower(Meeting.title).contains(term, autoescape=True), Meeting.id == term)
+        )
+        conditions.append(Recording.meeting_id.in_(matching))
+    else:
+        conditions.append(Recording.app_id == app_id)
     if "meeting_id" in query:
         conditions.append(Recording.meeting_id == query["meeting_id"].lower())
     if "status" in query:
@@ -345,9 +359,6 @@ def _list_conditions(app_id: str, query: dict[str, Any], now: datetime) -> list[
         conditions.append(Recording.invoked_time >= parse_iso8601(query["start_time"]))
     if "end_time" in query:
         conditions.append(Recording.invoked_time <= parse_iso8601(query["end_time"]))
-    if "search" in query:
-        term = query["search"].lower()
-        conditions.append(or_(func.lower(Meeting.title).contains(term, autoescape=True), Recording.meeting_id == term))
     return conditions
 
 
