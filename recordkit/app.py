@@ -18,8 +18,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recordkit import __version__
-from recordkit.api import apps, docs, errors, meetings, participants, presets, recordings, sessions, webhooks
+from recordkit.api import apps, docs, errors, files, meetings, participants, presets, recordings, sessions, webhooks
 from recordkit.api.envelope import failure, ok
+from recordkit.api.ratelimit import RateLimit, RateLimiter
 from recordkit.api.routing import mount
 from recordkit.api.schema import ValidationFailed
 from recordkit.config import Settings
@@ -29,6 +30,7 @@ from recordkit.meetings.apps import AppDirectory
 from recordkit.meetings.sessions import SessionEvents, sweep_forever
 from recordkit.meetings.tokens import ParticipantTokens
 from recordkit.recording.service import Recordings
+from recordkit.storage.bucket import LocalBucket
 from recordkit.storage.secrets import SecretBox
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class Services:
     recordings: Recordings
     session_events: SessionEvents
     apps: AppDirectory
+    bucket: LocalBucket
 
 
 class NormalisePath:
@@ -82,6 +85,7 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
         recordings=recordings,
         session_events=SessionEvents(started=recordings.on_session_started, ended=recordings.on_session_ended),
         apps=AppDirectory(db),
+        bucket=LocalBucket(settings.bucket_dir, creds.signing_key, settings.public_url),
     )
 
 
@@ -112,6 +116,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     app.state.services = services
     for routes in (recordings, apps, presets, meetings, participants, sessions, webhooks):
         mount(app, routes.router)
+    app.include_router(files.router)
     _add_error_handlers(app)
 
     @app.get("/healthz", include_in_schema=True, tags=["service"])
@@ -119,6 +124,8 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         return ok({"status": "ok"})
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    if settings.rate_limit_per_minute:
+        app.add_middleware(RateLimit, limiter=RateLimiter(settings.rate_limit_per_minute))
     app.add_middleware(NormalisePath)
     return app
 

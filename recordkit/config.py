@@ -31,7 +31,13 @@ class Settings:
     credentials: Credentials
     public_url: str = "http://127.0.0.1:8787"
     invoked_timeout_s: int = 600
+    rate_limit_per_minute: int = 0
     server_recording_defaults: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def bucket_dir(self) -> Path:
+        """Where the built-in bucket keeps its files."""
+        return self.data_dir / "bucket"
 
     @property
     def is_sqlite(self) -> bool:
@@ -104,5 +110,6 @@ def build_settings(
         database_url=normalise_database_url(url),
         credentials=credentials,
         public_url=(public_url or env.get("RECORDKIT_PUBLIC_URL") or "http://127.0.0.1:8787").rstrip("/"),
+        rate_limit_per_minute=int(env.get("RECORDKIT_RATE_LIMIT_PER_MINUTE") or 0),
     )
     return settings, generated

@@ -1,0 +1,53 @@
+"""The built-in bucket (recordings.md §10.2): files under the data dir, served through signed links.
+
+A link is `{public_url}/files/{recording_id}/{file_name}?expires={unix_s}&signature={hex}` where the
+signature is HMAC-SHA256 with the server's URL-signing key over `"{recording_id}/{file_name}\\n{expires}"`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from pathlib import Path
+from urllib.parse import quote
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def signature(key: str, recording_id: str, file_name: str, expires_s: int) -> str:
+    """The lowercase hex HMAC of one link."""
+    message = f"{recording_id}/{file_name}\n{expires_s}".encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+
+
+def link_is_valid(key: str, recording_id: str, file_name: str, expires: str, given: str, now_s: float) -> bool:
+    """Whether a link's `expires` and `signature` were made by us and have not run out (constant time)."""
+    if not expires.isdigit() or int(expires) <= now_s:
+        return False
+    expected = signature(key, recording_id, file_name, int(expires))
+    return hmac.compare_digest(expected, given.lower())
+
+
+class LocalBucket:
+    """Files of recordings in `root/<recording_id>/<file_name>`, and links to them."""
+
+    def __init__(self, root: Path, signing_key: str, public_url: str) -> None:
+        self.root = root
+        self._key = signing_key
+        self._public_url = public_url.rstrip("/")
+
+    def path(self, recording_id: str, file_name: str) -> Path | None:
+        """Where the file lives, or None for names that could step outside the bucket."""
+        if not SAFE_NAME.match(recording_id) or not SAFE_NAME.match(file_name):
+            return None
+        return self.root / recording_id / file_name
+
+    def signed_url(self, recording_id: str, file_name: str, expires_s: int) -> str:
+        """A download link that works until `expires_s` (Unix seconds)."""
+        sig = signature(self._key, recording_id, file_name, expires_s)
+        return f"{self._public_url}/files/{quote(recording_id)}/{quote(file_name)}?expires={expires_s}&signature={sig}"
+
+    def allows(self, recording_id: str, file_name: str, expires: str, given: str, now_s: float) -> bool:
+        """Whether the link's signature is ours and unexpired."""
+        return link_is_valid(self._key, recording_id, file_name, expires, given, now_s)

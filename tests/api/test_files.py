@@ -1,0 +1,65 @@
+"""Signed downloads served by recordkit itself (recordings.md §10.2), and the optional rate limit."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from recordkit.app import create_app
+from recordkit.config import build_settings
+from tests.helpers import ACCOUNT_ID, API_TOKEN, BASE, Api, assert_error
+
+RID = "9a7d3e21-5c4b-4f6a-8e2d-1b0c9f8e7d6a"
+
+
+def stored(api: Api, name: str, content: bytes) -> None:
+    path = api.services.bucket.path(RID, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+
+
+def local(url: str) -> str:
+    return url.removeprefix("http://testserver")
+
+
+async def test_signed_link_serves_the_file_with_ranges(api: Api) -> None:
+    content = bytes(range(256)) * 40
+    stored(api, "talk.mp4", content)
+    url = local(api.services.bucket.signed_url(RID, "talk.mp4", int(time.time()) + 600))
+    whole = await api.client.get(url)
+    assert whole.status_code == 200 and whole.content == content
+    assert whole.headers["content-type"] == "video/mp4"
+    assert whole.headers["content-disposition"] == 'attachment; filename="talk.mp4"'
+    part = await api.client.get(url, headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.content == content[10:20]
+    head = await api.client.head(url)
+    assert head.status_code == 200 and int(head.headers["content-length"]) == len(content)
+
+
+async def test_bad_expired_and_missing_links(api: Api) -> None:
+    stored(api, "talk.mp4", b"data")
+    bucket = api.services.bucket
+    good = local(bucket.signed_url(RID, "talk.mp4", int(time.time()) + 600))
+    assert_error(await api.client.get(good[:-1] + "0"), 403, "Invalid or expired signature")
+    assert_error(await api.client.get(good.split("?")[0]), 403, "Invalid or expired signature")
+    expired = local(bucket.signed_url(RID, "talk.mp4", int(time.time()) - 1))
+    assert_error(await api.client.get(expired), 403, "Invalid or expired signature")
+    missing = local(bucket.signed_url(RID, "gone.mp4", int(time.time()) + 600))
+    assert_error(await api.client.get(missing), 404, "No file found")
+
+
+async def test_rate_limit_answers_429_with_retry_after(database_url: str, tmp_path: Path) -> None:
+    env = {"RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID, "RECORDKIT_RATE_LIMIT_PER_MINUTE": "5"}
+    settings, _ = build_settings(tmp_path, database_url, "http://testserver", environ=env)
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        answers = [await client.get(f"{BASE}/apps", headers=headers) for _ in range(6)]
+        assert [r.status_code for r in answers] == [200] * 5 + [429]
+        assert_error(answers[-1], 429, "Too many requests")
+        assert int(answers[-1].headers["retry-after"]) >= 1
+        assert (await client.get("/healthz")).status_code == 200, "only the API routes are limited"
+    await app.state.services.db.close()

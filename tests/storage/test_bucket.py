@@ -1,0 +1,65 @@
+"""Signed links of the built-in bucket (recordings.md §10.2)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from pathlib import Path
+
+import pytest
+
+from recordkit.api.files import content_type
+from recordkit.storage.bucket import LocalBucket, link_is_valid, signature
+
+KEY = "k" * 64
+RID = "9a7d3e21-5c4b-4f6a-8e2d-1b0c9f8e7d6a"
+NAME = "weekly_sync_b3f6a2c4-1e5d-4a7b-9c8d-2f3e4a5b6c7d_1772445600000.mp4"
+
+
+def test_signature_is_hmac_sha256_of_path_and_expiry() -> None:
+    expected = hmac.new(KEY.encode(), f"{RID}/{NAME}\n1773052209".encode(), hashlib.sha256).hexdigest()
+    assert signature(KEY, RID, NAME, 1773052209) == expected
+
+
+@pytest.mark.parametrize(
+    ("expires", "given", "valid"),
+    [
+        ("2000", None, True),
+        ("2000", "0" * 64, False),
+        ("1000", None, False),
+        ("999", None, False),
+        ("", None, False),
+        ("20x0", None, False),
+    ],
+)
+def test_links_expire_and_resist_tampering(expires: str, given: str | None, valid: bool) -> None:
+    sig = given if given is not None else signature(KEY, RID, NAME, int(expires) if expires.isdigit() else 0)
+    assert link_is_valid(KEY, RID, NAME, expires, sig, now_s=1000.0) is valid
+    assert not link_is_valid(KEY, RID, "other.mp4", expires, sig, now_s=1000.0)
+
+
+def test_bucket_paths_and_urls(tmp_path: Path) -> None:
+    bucket = LocalBucket(tmp_path, KEY, "https://rec.example.org/")
+    assert bucket.path(RID, NAME) == tmp_path / RID / NAME
+    for bad in ("../x", ".hidden", "a/b", ""):
+        assert bucket.path(RID, bad) is None
+        assert bucket.path(bad, NAME) is None
+    sig = signature(KEY, RID, NAME, 1773052209)
+    url = bucket.signed_url(RID, NAME, 1773052209)
+    assert url == f"https://rec.example.org/files/{RID}/{NAME}?expires=1773052209&signature={sig}"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("a.mp4", "video/mp4"),
+        ("a.webm", "video/webm"),
+        ("a.m4a", "audio/mp4"),
+        ("a.mp3", "audio/mpeg"),
+        ("a.ogg", "audio/ogg"),
+        ("a.tar", "application/x-tar"),
+        ("default_u_p_peer_audio_1772445905120.webm", "audio/webm"),
+    ],
+)
+def test_content_types(name: str, expected: str) -> None:
+    assert content_type(name) == expected

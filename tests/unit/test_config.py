@@ -1,0 +1,34 @@
+"""Operator credentials: generated once per data dir, kept private, overridden by the environment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from recordkit.config import build_settings, load_credentials, normalise_database_url
+
+
+def test_credentials_are_generated_once_and_kept(tmp_path: Path) -> None:
+    first, generated = load_credentials(tmp_path, {})
+    again, generated_again = load_credentials(tmp_path, {})
+    assert generated and not generated_again
+    assert first == again
+    assert first.api_token.startswith("rk_") and len(first.account_id) == 32
+    stored = tmp_path / "credentials.json"
+    assert stored.stat().st_mode & 0o777 == 0o600
+    assert json.loads(stored.read_text())["api_token"] == first.api_token
+
+
+def test_environment_sets_token_and_account(tmp_path: Path) -> None:
+    env = {"RECORDKIT_API_TOKEN": "rk_from_env", "RECORDKIT_ACCOUNT_ID": "a" * 32}
+    credentials, generated = load_credentials(tmp_path, env)
+    assert (credentials.api_token, credentials.account_id, generated) == ("rk_from_env", "a" * 32, False)
+    assert json.loads((tmp_path / "credentials.json").read_text())["api_token"] != "rk_from_env"
+
+
+def test_database_urls(tmp_path: Path) -> None:
+    settings, _ = build_settings(tmp_path, environ={})
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path.resolve() / 'recordkit.db'}"
+    assert settings.is_sqlite
+    assert normalise_database_url("postgresql://u@h:5432/d") == "postgresql+asyncpg://u@h:5432/d"
+    assert normalise_database_url("postgres://u@h/d") == "postgresql+asyncpg://u@h/d"
