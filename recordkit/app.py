@@ -29,7 +29,9 @@ from recordkit.jobs.dispatcher import Dispatcher, LocalDispatcher
 from recordkit.meetings.apps import AppDirectory
 from recordkit.meetings.sessions import SessionEvents, sweep_forever
 from recordkit.meetings.tokens import ParticipantTokens
+from recordkit.recording.recovery import recover
 from recordkit.recording.service import Recordings
+from recordkit.recording.upload import Uploads
 from recordkit.storage.bucket import LocalBucket
 from recordkit.storage.secrets import SecretBox
 
@@ -76,6 +78,9 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
     jobs = dispatcher or LocalDispatcher()
     secrets = SecretBox(creds.storage_key)
     recordings = Recordings(db, jobs, secrets, settings.server_recording_defaults)
+    bucket = LocalBucket(settings.bucket_dir, creds.signing_key, settings.public_url)
+    if isinstance(jobs, LocalDispatcher):
+        jobs.register("upload", Uploads(recordings, bucket, settings.data_dir).run)
     return Services(
         settings=settings,
         db=db,
@@ -85,7 +90,7 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
         recordings=recordings,
         session_events=SessionEvents(started=recordings.on_session_started, ended=recordings.on_session_ended),
         apps=AppDirectory(db),
-        bucket=LocalBucket(settings.bucket_dir, creds.signing_key, settings.public_url),
+        bucket=bucket,
     )
 
 
@@ -95,6 +100,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await recover(services.recordings, services.dispatcher, settings.data_dir, settings.invoked_timeout_s)
         # Emptied sessions end when their keep-alive runs out, even if nobody calls the API.
         sweeper = asyncio.create_task(sweep_forever(services.db, 1.0, services.session_events))
         try:

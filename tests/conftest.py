@@ -12,7 +12,7 @@ import pytest
 from recordkit.app import create_app
 from recordkit.config import build_settings
 from recordkit.db.migrate import upgrade
-from tests.helpers import ACCOUNT_ID, API_TOKEN, Api
+from tests.helpers import ACCOUNT_ID, API_TOKEN, Api, JobLog
 from tests.support.postgres import fresh_database, postgres_server
 
 
@@ -42,12 +42,17 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 async def api(database_url: str, data_dir: Path) -> AsyncIterator[Api]:
-    """A client for an in-process recordkit on the module's database."""
+    """A client for an in-process recordkit on the module's database.
+
+    Background jobs are only logged, not run, so what a test sees does not race with a worker;
+    tests that need a job's effect run it themselves.
+    """
     env = {"RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID}
     settings, _ = build_settings(data_dir, database_url, "http://testserver", environ=env)
-    app = create_app(settings)
+    jobs = JobLog()
+    app = create_app(settings, dispatcher=jobs)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield Api(client=client, services=app.state.services)
+        yield Api(client=client, services=app.state.services, jobs=jobs)
     await app.state.services.db.close()
     await asyncio.sleep(0)

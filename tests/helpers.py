@@ -7,10 +7,22 @@ from typing import Any
 
 import httpx
 
+from recordkit.jobs.dispatcher import Job
+
 API_TOKEN = "rk_test_token_0123456789abcdef"
 ACCOUNT_ID = "7c9e4a1b2d3f4e5a8b6c0d1e2f3a4b5c"
 BASE = f"/client/v4/accounts/{ACCOUNT_ID}/realtime/kit"
 BARE = f"/accounts/{ACCOUNT_ID}/realtime/kit"
+
+
+class JobLog:
+    """A dispatcher that keeps the jobs it is given instead of running them."""
+
+    def __init__(self) -> None:
+        self.jobs: list[Job] = []
+
+    async def submit(self, job: Job) -> None:
+        self.jobs.append(job)
 
 
 @dataclass
@@ -19,6 +31,7 @@ class Api:
 
     client: httpx.AsyncClient
     services: Any
+    jobs: JobLog
 
     @property
     def auth(self) -> dict[str, str]:

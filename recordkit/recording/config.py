@@ -222,3 +222,13 @@ def composite_file_name(prefix: str | None, meeting_id: str, invoked_ms: int, ex
     """`[<prefix>_]<meeting_id>_<invoked_ms>.<ext>` (§10.1)."""
     stem = f"{meeting_id}_{invoked_ms}"
     return f"{prefix}_{stem}.{extension}" if prefix else f"{stem}.{extension}"
+
+
+def audio_file_name(config: dict[str, Any], output_file_name: str) -> str | None:
+    """The separate audio file written beside the main one, if any (§9.3).
+
+    For an audio-only recording the main file is the audio file, so there is no second one.
+    """
+    if not config.get("audio_file") or not config["video_config"]["export_file"]:
+        return None
+    return output_file_name.rsplit(".", 1)[0] + "." + audio_file_extension(config)

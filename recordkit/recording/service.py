@@ -45,6 +45,18 @@ ACTIVE_NAMES = tuple(status.value for status in ACTIVE)
 CAPTURING_NAMES = tuple(status.value for status in CAPTURING)
 TRACK_ACTIVE_NAMES = (Status.INVOKED.value, Status.RECORDING.value)
 ALL_PEERS_LEFT = {"reason": "ALL_PEERS_LEFT", "caller": None}
+INTERNAL_ERROR = {"reason": "INTERNAL_ERROR", "caller": None}
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    """What the upload job achieved: whether every target holds the files, and the built-in links."""
+
+    succeeded: bool
+    file_size: int | None
+    download_url: Any
+    audio_download_url: str | None
+    download_url_expiry: datetime | None
 
 
 @dataclass(frozen=True)
@@ -155,6 +167,8 @@ class Recordings:
                 raise errors.conflict(f"Recording {current.id} is in state {current.status}; cannot {action}") from None
             if event is Event.STOP:
                 _end_capture(current, now, {"reason": "API_CALL", "caller": caller.wire()})
+                if target is Status.UPLOADING:
+                    self._dispatch_after_commit(session, Job("upload", current.id))
             elif event is Event.PAUSE:
                 current.paused_at = now
             else:
@@ -175,15 +189,76 @@ class Recordings:
             await _change(session, current, target, now)
         return current
 
-    async def end_capture(self, recording_id: str, stop_reason: dict[str, Any]) -> Recording | None:
-        """Capture ended without an API call (§7.4): RECORDING/PAUSED → UPLOADING with `stop_reason`.
+    async def end_capture(
+        self,
+        recording_id: str,
+        stop_reason: dict[str, Any],
+        *,
+        file_size: int | None = None,
+        stopped_at: datetime | None = None,
+    ) -> Recording | None:
+        """Capture ended without an API call (§7.4): RECORDING/PAUSED → UPLOADING with `stop_reason`,
+        and the finished file's size. `stopped_at` (default now) is when capture really ended.
 
         Returns None when the recording had already left capture (an API stop won the race).
         """
         async with self.db.write() as session:
             current = await _lock_recording(session, recording_id)
-            ended = await _end_capture_in(session, current, stop_reason, utcnow())
+            if file_size is not None:
+                current.file_size = file_size
+            ended = await _end_capture_in(session, current, stop_reason, stopped_at or utcnow())
+        if ended:
+            await self.dispatcher.submit(Job("upload", recording_id))
         return current if ended else None
+
+    async def capture_failed(self, recording_id: str) -> Recording | None:
+        """The recorder failed before writing anything, or never started in time: INVOKED → ERRORED."""
+        now = utcnow()
+        async with self.db.write() as session:
+            current = await _lock_recording(session, recording_id)
+            try:
+                target = next_status(Status(current.status), Event.CAPTURE_FAILED, Kind(current.type))
+            except IllegalTransition:
+                return None
+            current.stopped_time = now
+            current.stop_reason = INTERNAL_ERROR
+            await _change(session, current, target, now)
+        return current
+
+    async def unfinished(self) -> list[Recording]:
+        """Every recording not yet UPLOADED or ERRORED, oldest first (for restart recovery)."""
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(Recording)
+                .where(Recording.status.in_((*ACTIVE_NAMES, Status.UPLOADING.value)))
+                .order_by(Recording.invoked_time)
+            )
+            return list(rows.scalars())
+
+    async def get(self, recording_id: str) -> Recording | None:
+        """Any recording by id, whatever its app (for workers, never for API callers)."""
+        async with self.db.read() as session:
+            return await session.get(Recording, recording_id)
+
+    async def finish_upload(self, recording_id: str, outcome: UploadOutcome) -> Recording | None:
+        """UPLOADING → UPLOADED when every target holds the files, else ERRORED (§7.4, §10.3).
+
+        The built-in copy's links are set either way when it was made: a file we have is never hidden.
+        """
+        now = utcnow()
+        async with self.db.write() as session:
+            current = await _lock_recording(session, recording_id)
+            event = Event.UPLOAD_SUCCEEDED if outcome.succeeded else Event.UPLOAD_FAILED
+            try:
+                target = next_status(Status(current.status), event, Kind(current.type))
+            except IllegalTransition:
+                return None
+            current.file_size = outcome.file_size
+            current.download_url = outcome.download_url
+            current.audio_download_url = outcome.audio_download_url
+            current.download_url_expiry = outcome.download_url_expiry
+            await _change(session, current, target, now)
+        return current
 
     async def on_session_started(self, session: AsyncSession, live: MeetingSession) -> None:
         """Session hook, inside the transaction that started `live`: waiting recordings join the
@@ -317,7 +392,9 @@ class Recordings:
         session.add(recording)
         await session.flush()
         await queue_status_update(session, recording, recording.invoked_time)
+        self._dispatch_after_commit(session, job)
 
+    def _dispatch_after_commit(self, session: AsyncSession, job: Job) -> None:
         async def dispatch() -> None:
             await self.dispatcher.submit(job)
 

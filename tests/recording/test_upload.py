@@ -1,0 +1,124 @@
+"""From UPLOADING to a signed link (recordings.md §7.4, §10.2–§10.3), and recovery after a restart."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from recordkit.clock import utcnow
+from recordkit.db.models import Recording
+from recordkit.jobs.dispatcher import Job
+from recordkit.recording.recovery import recover
+from recordkit.recording.spool import spool_dir
+from recordkit.recording.upload import Uploads
+from tests.helpers import Api, JobLog
+
+
+@pytest.fixture(scope="module")
+async def app_id(api: Api) -> str:
+    return await api.new_app("Uploads")
+
+
+def uploads(api: Api) -> Uploads:
+    services = api.services
+    return Uploads(services.recordings, services.bucket, services.settings.data_dir)
+
+
+def spool_file(api: Api, recording: dict[str, Any], name: str | None = None, content: bytes = b"\x00" * 1000) -> None:
+    folder = spool_dir(api.services.settings.data_dir, recording["id"])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / (name or recording["output_file_name"])).write_bytes(content)
+
+
+async def recording_in(api: Api, app_id: str, status: str, **body: Any) -> dict[str, Any]:
+    meeting = await api.new_meeting(app_id)
+    data = await api.ok("POST", f"/{app_id}/recordings", json={"meeting_id": meeting["id"], **body})
+    if status != "INVOKED":
+        await api.services.recordings.capture_started(data["id"])
+    if status == "UPLOADING":
+        data = await api.ok("PUT", f"/{app_id}/recordings/{data['id']}", json={"action": "stop"})
+    return data
+
+
+async def test_upload_moves_the_file_and_signs_a_seven_day_link(api: Api, app_id: str) -> None:
+    recording = await recording_in(api, app_id, "UPLOADING")
+    content = os.urandom(5000)
+    spool_file(api, recording, content=content)
+    before = int(time.time())
+    await uploads(api).run(Job("upload", recording["id"]))
+    done = await api.ok("GET", f"/{app_id}/recordings/{recording['id']}")
+    assert done["status"] == "UPLOADED" and done["file_size"] == 5000
+    assert done["audio_download_url"] is None
+    expires = int(done["download_url"].split("expires=")[1].split("&")[0])
+    assert before + 7 * 86400 <= expires <= int(time.time()) + 7 * 86400
+    assert done["download_url_expiry"].startswith(time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(expires)))
+    downloaded = await api.client.get(done["download_url"].removeprefix("http://testserver"))
+    assert downloaded.status_code == 200 and downloaded.content == content
+    assert not (spool_dir(api.services.settings.data_dir, recording["id"]) / recording["output_file_name"]).exists()
+    again = await api.ok("GET", f"/{app_id}/recordings/{recording['id']}")
+    assert again["download_url"] == done["download_url"], "links are generated once"
+
+
+async def test_separate_and_audio_only_files(api: Api, app_id: str) -> None:
+    both = await recording_in(api, app_id, "UPLOADING", audio_config={"codec": "MP3"})
+    spool_file(api, both)
+    spool_file(api, both, both["output_file_name"].replace(".mp4", ".mp3"), b"ID3")
+    await uploads(api).run(Job("upload", both["id"]))
+    done = await api.ok("GET", f"/{app_id}/recordings/{both['id']}")
+    assert done["status"] == "UPLOADED" and ".mp3?" in done["audio_download_url"]
+    assert (await api.client.get(done["audio_download_url"].removeprefix("http://testserver"))).content == b"ID3"
+
+    audio_only = await recording_in(api, app_id, "UPLOADING", video_config={"export_file": False}, audio_config={})
+    spool_file(api, audio_only)
+    await uploads(api).run(Job("upload", audio_only["id"]))
+    done = await api.ok("GET", f"/{app_id}/recordings/{audio_only['id']}")
+    assert done["output_file_name"].endswith(".m4a") and done["audio_download_url"] == done["download_url"]
+
+
+async def test_missing_file_or_unsupported_store_errors_but_keeps_what_exists(api: Api, app_id: str) -> None:
+    lost = await recording_in(api, app_id, "UPLOADING")
+    await uploads(api).run(Job("upload", lost["id"]))
+    errored = await api.ok("GET", f"/{app_id}/recordings/{lost['id']}")
+    assert errored["status"] == "ERRORED" and errored["download_url"] is None
+
+    storage = {"type": "aws", "access_key": "AKIA", "secret": "s", "bucket": "b", "region": "eu-west-1"}
+    external = await recording_in(api, app_id, "UPLOADING", storage_config=storage)
+    spool_file(api, external)
+    await uploads(api).run(Job("upload", external["id"]))
+    errored = await api.ok("GET", f"/{app_id}/recordings/{external['id']}")
+    assert errored["status"] == "ERRORED" and errored["download_url"] is not None, "the built-in copy stays"
+    assert errored["stop_reason"]["reason"] == "API_CALL", "an upload failure does not rewrite stop_reason"
+
+
+async def test_restart_finishes_what_was_recording(api: Api, app_id: str) -> None:
+    recording = await recording_in(api, app_id, "RECORDING")
+    spool_file(api, recording, content=b"\x01" * 777)
+    crashed_at = time.time() - 5
+    path = spool_dir(api.services.settings.data_dir, recording["id"]) / recording["output_file_name"]
+    os.utime(path, (crashed_at, crashed_at))
+    waiting = await recording_in(api, app_id, "INVOKED")
+    stale = await recording_in(api, app_id, "INVOKED")
+    uploading = await recording_in(api, app_id, "UPLOADING")
+    services = api.services
+    async with services.db.write() as session:
+        stale_row = await session.get(Recording, stale["id"])
+        running = await session.get(Recording, recording["id"])
+        assert stale_row is not None and running is not None
+        stale_row.invoked_time = utcnow() - timedelta(minutes=11)
+        running.started_time = utcnow() - timedelta(seconds=30)
+    jobs = JobLog()
+    await recover(services.recordings, jobs, services.settings.data_dir, invoked_timeout_s=600)
+
+    finished = await api.ok("GET", f"/{app_id}/recordings/{recording['id']}")
+    assert finished["status"] == "UPLOADING" and finished["file_size"] == 777
+    assert finished["stop_reason"] == {"reason": "INTERNAL_ERROR", "caller": None}
+    assert finished["stopped_time"].startswith(time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(crashed_at)))
+    assert 24 <= finished["recording_duration"] <= 26, "the file holds capture up to the crash"
+    assert (await api.ok("GET", f"/{app_id}/recordings/{stale['id']}"))["status"] == "ERRORED"
+    assert (await api.ok("GET", f"/{app_id}/recordings/{waiting['id']}"))["status"] == "INVOKED"
+    submitted = {(job.kind, job.recording_id) for job in jobs.jobs}
+    assert ("record", waiting["id"]) in submitted and ("upload", uploading["id"]) in submitted
