@@ -18,7 +18,20 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recordkit import __version__
-from recordkit.api import apps, docs, errors, files, meetings, participants, presets, recordings, sessions, webhooks
+from recordkit.api import (
+    apps,
+    docs,
+    errors,
+    files,
+    join_page,
+    meet,
+    meetings,
+    participants,
+    presets,
+    recordings,
+    sessions,
+    webhooks,
+)
 from recordkit.api.envelope import failure, ok
 from recordkit.api.ratelimit import RateLimit, RateLimiter
 from recordkit.api.routing import mount
@@ -27,11 +40,14 @@ from recordkit.config import Settings
 from recordkit.db.engine import Database
 from recordkit.jobs.dispatcher import Dispatcher, LocalDispatcher
 from recordkit.meetings.apps import AppDirectory
+from recordkit.meetings.media.plane import MediaPlane
 from recordkit.meetings.sessions import SessionEvents, sweep_forever
 from recordkit.meetings.tokens import ParticipantTokens
+from recordkit.recording.recorder import RecorderSettings
 from recordkit.recording.recovery import recover
 from recordkit.recording.service import Recordings
 from recordkit.recording.upload import Uploads
+from recordkit.recording.worker import CompositeRecorders
 from recordkit.storage.bucket import LocalBucket
 from recordkit.storage.secrets import SecretBox
 
@@ -49,6 +65,7 @@ class Services:
     secrets: SecretBox
     recordings: Recordings
     session_events: SessionEvents
+    media: MediaPlane
     apps: AppDirectory
     bucket: LocalBucket
 
@@ -78,9 +95,13 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
     jobs = dispatcher or LocalDispatcher()
     secrets = SecretBox(creds.storage_key)
     recordings = Recordings(db, jobs, secrets, settings.server_recording_defaults)
+    session_events = SessionEvents(started=recordings.on_session_started, ended=recordings.on_session_ended)
     bucket = LocalBucket(settings.bucket_dir, creds.signing_key, settings.public_url)
+    media = MediaPlane(db, session_events, settings.media)
     if isinstance(jobs, LocalDispatcher):
         jobs.register("upload", Uploads(recordings, bucket, settings.data_dir).run)
+        recorder_settings = RecorderSettings(empty_start_min_s=settings.empty_meeting_timeout_s)
+        jobs.register("record", CompositeRecorders(recordings, media, settings.data_dir, recorder_settings).run)
     return Services(
         settings=settings,
         db=db,
@@ -88,7 +109,8 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
         tokens=ParticipantTokens(creds.participant_token_key),
         secrets=secrets,
         recordings=recordings,
-        session_events=SessionEvents(started=recordings.on_session_started, ended=recordings.on_session_ended),
+        session_events=session_events,
+        media=media,
         apps=AppDirectory(db),
         bucket=bucket,
     )
@@ -108,6 +130,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         finally:
             sweeper.cancel()
             await asyncio.gather(sweeper, return_exceptions=True)
+            await services.media.close()
             if isinstance(services.dispatcher, LocalDispatcher):
                 await services.dispatcher.close()
             await services.db.close()
@@ -122,6 +145,8 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     app.state.services = services
     for routes in (recordings, apps, presets, meetings, participants, sessions, webhooks):
         mount(app, routes.router)
+    join_page.install(app)
+    app.include_router(meet.router)  # at the host root, like the join page (meetings.md §8)
     app.include_router(files.router)
     _add_error_handlers(app)
 

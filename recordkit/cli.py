@@ -23,9 +23,32 @@ def main(argv: list[str] | None = None) -> None:
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     _common(migrate)
 
+    bot = commands.add_parser("bot", help="join a meeting as a participant with synthetic audio and video")
+    bot.add_argument("--server", required=True, help="recordkit base URL, e.g. http://127.0.0.1:8787")
+    bot.add_argument("--token", required=True, help="the participant's token (authToken)")
+    bot.add_argument("--duration", type=float, metavar="S", help="leave after S seconds (default: on Ctrl-C)")
+    bot.add_argument("--name", help="label drawn into the video (default: bot-XXXX)")
+    bot.add_argument("--audio-only", action="store_true", help="publish audio only")
+    bot.add_argument("--meeting-id", help="default: the meetingId inside the token")
+    bot.add_argument("--receive", type=int, default=4, metavar="N", help="receive up to N others (default 4)")
+    bot.add_argument(
+        "--pre-encoded", action="store_true", help="send a 1 s loop encoded once: near-zero CPU, for load tests"
+    )
+
+    demo = commands.add_parser("demo", help="serve, record two synthetic participants for 10 s, show the file")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8787)
+    demo.add_argument("--data-dir", help="default: a new temporary folder")
+    demo.add_argument("--seconds", type=float, default=10.0)
+    demo.add_argument("--exit", action="store_true", help="stop the service when done instead of serving on")
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         _serve(args)
+    elif args.command == "demo":
+        _demo(args)
+    elif args.command == "bot":
+        _bot(args)
     elif args.command == "migrate":
         settings, _ = build_settings(Path(args.data_dir), args.database_url)
         _migrate(settings)
@@ -59,6 +82,34 @@ def _serve(args: argparse.Namespace) -> None:
         log_level=args.log_level,
         proxy_headers=False,
     )
+
+
+def _demo(args: argparse.Namespace) -> None:
+    import asyncio
+
+    from recordkit.demo import run_demo
+
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    code = asyncio.run(run_demo(args.host, args.port, data_dir, args.seconds, keep_serving=not args.exit))
+    if code:
+        raise SystemExit(code)
+
+
+def _bot(args: argparse.Namespace) -> None:
+    from recordkit.bot.run import run_cli
+
+    code = run_cli(
+        server=args.server,
+        token=args.token,
+        duration_s=args.duration,
+        name=args.name,
+        audio_only=args.audio_only,
+        meeting_id=args.meeting_id,
+        receive=args.receive,
+        pre_encoded=args.pre_encoded,
+    )
+    if code:
+        raise SystemExit(code)
 
 
 def _print_welcome(settings: Settings) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,22 @@ class Credentials:
 
 
 @dataclass(frozen=True)
+class MediaSettings:
+    """The WebRTC media plane (meetings.md §8): where it listens and how long it waits for peers."""
+
+    # The address media sockets bind to, and the one written into ICE candidates (default: the same).
+    # 0.0.0.0 binds every interface; then `advertised_host` must name the address clients can reach.
+    bind_host: str = "127.0.0.1"
+    advertised_host: str | None = None
+    # Inclusive UDP port range for media sockets; (0, 0) lets the OS pick.
+    udp_port_min: int = 0
+    udp_port_max: int = 0
+    join_timeout_s: float = 30.0
+    silence_timeout_s: float = 15.0
+    max_peers: int = 64
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a recordkit process needs to know about where it runs."""
 
@@ -31,8 +48,11 @@ class Settings:
     credentials: Credentials
     public_url: str = "http://127.0.0.1:8787"
     invoked_timeout_s: int = 600
+    # How long a recording started in an empty meeting waits for someone to join (recordings.md §7.4).
+    empty_meeting_timeout_s: float = 60.0
     rate_limit_per_minute: int = 0
     server_recording_defaults: dict[str, object] = field(default_factory=dict)
+    media: MediaSettings = field(default_factory=MediaSettings)
 
     @property
     def bucket_dir(self) -> Path:
@@ -111,5 +131,28 @@ def build_settings(
         credentials=credentials,
         public_url=(public_url or env.get("RECORDKIT_PUBLIC_URL") or "http://127.0.0.1:8787").rstrip("/"),
         rate_limit_per_minute=int(env.get("RECORDKIT_RATE_LIMIT_PER_MINUTE") or 0),
+        empty_meeting_timeout_s=float(env.get("RECORDKIT_EMPTY_MEETING_TIMEOUT_S") or 60),
+        media=media_settings(env),
     )
     return settings, generated
+
+
+def media_settings(environ: Mapping[str, str]) -> MediaSettings:
+    """Media settings from `RECORDKIT_MEDIA_*` variables; `RECORDKIT_MEDIA_PORTS` is `MIN-MAX`."""
+    defaults = MediaSettings()
+    low, high = defaults.udp_port_min, defaults.udp_port_max
+    ports = environ.get("RECORDKIT_MEDIA_PORTS")
+    if ports:
+        first, _, last = ports.partition("-")
+        low, high = int(first), int(last or first)
+        if not 0 < low <= high <= 65535:
+            raise ValueError(f"RECORDKIT_MEDIA_PORTS must be MIN-MAX within 1-65535, not {ports!r}")
+    return MediaSettings(
+        bind_host=environ.get("RECORDKIT_MEDIA_BIND", defaults.bind_host),
+        advertised_host=environ.get("RECORDKIT_MEDIA_ADVERTISE") or None,
+        udp_port_min=low,
+        udp_port_max=high,
+        join_timeout_s=float(environ.get("RECORDKIT_MEDIA_JOIN_TIMEOUT_S", defaults.join_timeout_s)),
+        silence_timeout_s=float(environ.get("RECORDKIT_MEDIA_SILENCE_TIMEOUT_S", defaults.silence_timeout_s)),
+        max_peers=int(environ.get("RECORDKIT_MEDIA_MAX_PEERS", defaults.max_peers)),
+    )

@@ -98,6 +98,8 @@ async def delete_participant(
     participant = await _in_path(request, account_id, app_id, meeting_id, participant_id)
     db = request.app.state.services.db
     deleted, _ = await participants.delete_participant(db, participant, session_events(request))
+    # Their session rows are closed; now drop their connections (connecting ones too) at once.
+    await request.app.state.services.media.disconnect_participant(participant.meeting_id, participant.id)
     return ok(deleted_participant_json(deleted))
 
 

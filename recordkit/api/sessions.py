@@ -129,4 +129,6 @@ async def kick_all(request: Request, account_id: str, app_id: str, meeting_id: s
     ended = await sessions.end_live_session(db, app.id, meeting.id, events=session_events(request))
     if ended is None:
         raise errors.no_active_session(meeting.id)
+    # The session and its peers' rows are closed; now drop the connections themselves.
+    await request.app.state.services.media.disconnect_meeting(meeting.id)
     return ok({"action": "kick-all", "kicked_participants_count": len(ended.disconnected)})

@@ -89,8 +89,11 @@ async def peer_joined(
     *,
     now: datetime | None = None,
     events: SessionEvents | None = None,
+    peer_id: str | None = None,
 ) -> SessionPeer:
     """Record that a participant's peer finished connecting; start a session if none is live.
+
+    `peer_id` is the id the media plane already gave the peer (a new one when None).
 
     A session whose keep-alive ran out before this join (and was not swept yet) is ended at its
     deadline first, so the join starts a new one.
@@ -121,7 +124,7 @@ async def peer_joined(
             )
             session.add(current)
         peer = SessionPeer(
-            id=str(uuid.uuid4()),
+            id=peer_id or str(uuid.uuid4()),
             session_id=current.id,
             app_id=meeting.app_id,
             meeting_id=meeting.id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
@@ -27,6 +27,7 @@ from recordkit.jobs.dispatcher import Dispatcher, Job
 from recordkit.meetings.service import lock_meeting
 from recordkit.meetings.sessions import live_session
 from recordkit.recording import config as rconfig
+from recordkit.recording.control import Captures
 from recordkit.recording.lifecycle import (
     ACTIVE,
     CAPTURING,
@@ -77,6 +78,7 @@ class Recordings:
         self.dispatcher = dispatcher
         self.secrets = secrets
         self.server_defaults = server_defaults
+        self.captures = Captures()
 
     async def recording(self, app_id: str, recording_id: str) -> Recording:
         """The recording of this app, or 404."""
@@ -165,24 +167,33 @@ class Recordings:
                 raise errors.conflict(f"Recording {current.id} is a track recording; cannot {action}") from None
             except IllegalTransition:
                 raise errors.conflict(f"Recording {current.id} is in state {current.status}; cannot {action}") from None
+            capture = self.captures.get(current.id)
             if event is Event.STOP:
+                if capture is not None:
+                    finished = await capture.finish()
+                    current.file_size, now = finished.file_size, max(now, finished.ended_at)
                 _end_capture(current, now, {"reason": "API_CALL", "caller": caller.wire()})
                 if target is Status.UPLOADING:
                     self._dispatch_after_commit(session, Job("upload", current.id))
             elif event is Event.PAUSE:
                 current.paused_at = now
+                if capture is not None:
+                    capture.pause()
             else:
                 _close_pause(current, now)
+                if capture is not None:
+                    capture.resume()
             await _change(session, current, target, now)
         return current
 
-    async def capture_started(self, recording_id: str) -> Recording:
-        """The recorder wrote its first frame: INVOKED → RECORDING (§7.4)."""
+    async def capture_started(self, recording_id: str, began_at: datetime | None = None) -> Recording:
+        """The recorder wrote its first frame: INVOKED → RECORDING (§7.4). `began_at` is the instant its
+        media starts (the file's time 0), so `recording_duration` matches the file."""
         now = utcnow()
         async with self.db.write() as session:
             current = await _lock_recording(session, recording_id)
             target = next_status(Status(current.status), Event.CAPTURE_STARTED, Kind(current.type))
-            current.started_time = now
+            current.started_time = max(current.invoked_time, min(began_at or now, now))
             if current.session_id is None:
                 live = await live_session(session, current.meeting_id)
                 current.session_id = live.id if live else None
@@ -196,6 +207,7 @@ class Recordings:
         *,
         file_size: int | None = None,
         stopped_at: datetime | None = None,
+        at_max_seconds: bool = False,
     ) -> Recording | None:
         """Capture ended without an API call (§7.4): RECORDING/PAUSED → UPLOADING with `stop_reason`,
         and the finished file's size. `stopped_at` (default now) is when capture really ended.
@@ -206,6 +218,9 @@ class Recordings:
             current = await _lock_recording(session, recording_id)
             if file_size is not None:
                 current.file_size = file_size
+            if at_max_seconds and current.started_time is not None:
+                # §7.4: stopped_time = started_time + max_seconds exactly.
+                stopped_at = current.started_time + timedelta(seconds=current.config["max_seconds"])
             ended = await _end_capture_in(session, current, stop_reason, stopped_at or utcnow())
         if ended:
             await self.dispatcher.submit(Job("upload", recording_id))
@@ -239,6 +254,11 @@ class Recordings:
         """Any recording by id, whatever its app (for workers, never for API callers)."""
         async with self.db.read() as session:
             return await session.get(Recording, recording_id)
+
+    async def meeting_by_id(self, meeting_id: str) -> Meeting | None:
+        """Any meeting by id (for workers, never for API callers)."""
+        async with self.db.read() as session:
+            return await session.get(Meeting, meeting_id)
 
     async def finish_upload(self, recording_id: str, outcome: UploadOutcome) -> Recording | None:
         """UPLOADING → UPLOADED when every target holds the files, else ERRORED (§7.4, §10.3).
@@ -292,7 +312,13 @@ class Recordings:
         ).scalars()
         now = utcnow()
         for recording in list(capturing):
-            await _end_capture_in(session, recording, ALL_PEERS_LEFT, now)
+            capture = self.captures.get(recording.id)
+            ended_at = now
+            if capture is not None:
+                finished = await capture.finish()
+                recording.file_size, ended_at = finished.file_size, finished.ended_at
+            if await _end_capture_in(session, recording, ALL_PEERS_LEFT, ended_at):
+                self._dispatch_after_commit(session, Job("upload", recording.id))
 
     async def active_recording(self, meeting_id: str) -> Recording | None:
         """The latest active composite recording of the meeting (§6.3), if any."""

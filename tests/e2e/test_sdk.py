@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cloudflare
 import pytest
@@ -77,9 +79,18 @@ def test_sdk_drives_every_recordings_method(client: Cloudflare, served: Served) 
     assert listed.data[0].meeting.id == meeting.id
     assert listed.paging.total_count == 1
 
+    def status_of(recording_id: str) -> Any:
+        return recordings.get_one_recording(recording_id, account_id=ACCOUNT_ID, app_id=app.id).data
+
+    deadline = time.monotonic() + 10
+    while status_of(started.id).status == "INVOKED" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    act = recordings.pause_resume_stop_recording
+    assert act(started.id, account_id=ACCOUNT_ID, app_id=app.id, action="pause").data.status == "PAUSED"
     with pytest.raises(cloudflare.ConflictError) as conflict:
-        recordings.pause_resume_stop_recording(started.id, account_id=ACCOUNT_ID, app_id=app.id, action="pause")
+        act(started.id, account_id=ACCOUNT_ID, app_id=app.id, action="pause")
     assert conflict.value.status_code == 409
+    assert act(started.id, account_id=ACCOUNT_ID, app_id=app.id, action="resume").data.status == "RECORDING"
 
     with pytest.raises(cloudflare.NotFoundError):
         recordings.start_track_recording(app.id, account_id=ACCOUNT_ID, meeting_id=meeting.id)
@@ -90,11 +101,14 @@ def test_sdk_drives_every_recordings_method(client: Cloudflare, served: Served) 
     ).data  # fmt: skip
     assert track.recording.status == "INVOKED" and track.recording.id
 
-    stopped = recordings.pause_resume_stop_recording(
-        started.id, account_id=ACCOUNT_ID, app_id=app.id, action="stop"
-    ).data
-    assert stopped.status == "ERRORED" and stopped.stop_reason.reason == "API_CALL"
-    assert stopped.stop_reason.caller.type == "ORGANIZATION"
+    stopped = act(started.id, account_id=ACCOUNT_ID, app_id=app.id, action="stop").data
+    assert stopped.status == "UPLOADING" and stopped.file_size and stopped.file_size > 0
+    assert stopped.stop_reason.reason == "API_CALL" and stopped.stop_reason.caller.type == "ORGANIZATION"
+    deadline = time.monotonic() + 10
+    while status_of(started.id).status == "UPLOADING" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    uploaded = status_of(started.id)
+    assert uploaded.status == "UPLOADED" and uploaded.download_url and uploaded.download_url_expiry
 
 
 def test_sdk_maps_errors(client: Cloudflare) -> None:

@@ -1,0 +1,120 @@
+"""The browser join page, GET `/meet/{meeting_id}?authToken=...` (meetings.md §8).
+
+The route only checks who is asking and hands out a static page; the page itself (plain HTML, CSS and
+one JS module under `meetings/media/static/`) does the joining through the signalling routes.
+Errors are a short HTML page with the status, because a person reads them, not a client.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from recordkit.api import errors
+from recordkit.api.auth import bearer_token, is_api_token
+from recordkit.db.models import Meeting, Participant
+from recordkit.meetings import service
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "meetings" / "media" / "static"
+STATIC_URL = "/static/meet"
+PAGE = STATIC_DIR / "meet.html"
+
+# The page URL carries the participant token, so nothing about it may be cached or leak to other sites.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+}
+
+router = APIRouter(tags=["join"])
+
+
+def install(app: FastAPI) -> None:
+    """Serve the join page and its static files, and keep tokens in its URL out of the access log."""
+    app.include_router(router)
+    app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="meet-static")
+    access_log = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in access_log.filters):
+        access_log.addFilter(RedactTokens())
+
+
+@router.get("/meet/{meeting_id}", summary="The browser join page", response_class=HTMLResponse)
+async def join_page(request: Request, meeting_id: str) -> Response:
+    """The page for a participant of this meeting, or a short HTML error page (401/403/404/409)."""
+    try:
+        await authorize_join(request, meeting_id)
+    except errors.ApiError as exc:
+        return error_page(exc)
+    return FileResponse(PAGE, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+
+def request_token(request: Request) -> str | None:
+    """The participant token, from `Authorization: Bearer` or `?authToken=` (§8)."""
+    return bearer_token(request) or request.query_params.get("authToken") or None
+
+
+async def authorize_join(request: Request, meeting_id: str) -> tuple[Participant, Meeting]:
+    """The checks of §8 in the order of recordings.md §2.3; raises ApiError for the first that fails.
+
+    401 bad, expired or revoked token; 403 API token; 404 meeting unknown in the token's app;
+    403 token of another meeting; 409 meeting INACTIVE.
+    """
+    services = request.app.state.services
+    token = request_token(request)
+    if token is None:
+        raise errors.unauthorized()
+    if is_api_token(token, services.settings.credentials.api_token):
+        raise errors.participant_forbidden()
+    claims = services.tokens.read(token)
+    if claims is None:
+        raise errors.unauthorized()
+    async with services.db.read() as session:
+        participant = await session.get(Participant, claims.participant_id)
+    # Deleting a participant revokes their tokens: a token without its participant is not valid.
+    if participant is None or participant.app_id != claims.app_id:
+        raise errors.unauthorized()
+    meeting = await service.get_meeting(services.db, claims.app_id, meeting_id)
+    if participant.meeting_id != meeting.id:
+        raise errors.participant_forbidden()
+    if meeting.status == "INACTIVE":
+        raise errors.conflict(f"Meeting {meeting.id} is INACTIVE")
+    return participant, meeting
+
+
+def error_page(error: errors.ApiError) -> HTMLResponse:
+    """A short human-readable page with the error's status."""
+    message = html.escape(error.message)
+    body = (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{error.status} · recordkit</title></head>\n"
+        f"<body><h1>Cannot join this meeting</h1>\n<p>{message} (HTTP {error.status})</p></body></html>\n"
+    )
+    return HTMLResponse(body, status_code=error.status, headers=PAGE_HEADERS)
+
+
+_TOKEN_IN_QUERY = re.compile(r"(authToken=)[^&\s\"]+", re.IGNORECASE)
+
+
+class RedactTokens(logging.Filter):
+    """Replaces `authToken=...` in uvicorn access-log lines, which print each request's query string."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = _redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact(arg) if isinstance(arg, str) else arg for arg in record.args)
+        return True
+
+
+def _redact(text: str) -> str:
+    return _TOKEN_IN_QUERY.sub(r"\1REDACTED", text)

@@ -1,0 +1,147 @@
+"""Routes: joining a meeting's media (meetings.md §8) — signalling and the slots a page labels tiles by.
+
+Served at the host root, not under the account prefixes, and only for participant tokens (given as
+`Authorization: Bearer` or `?authToken=`). Checks run in the order of recordings.md §2.3: token (401),
+API token (403), meeting unknown in the token's app (404), body (400, the SDP included), token of
+another meeting (403), then state: meeting INACTIVE (409), server at capacity (503).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from recordkit.api import errors
+from recordkit.api.auth import bearer_token, is_api_token
+from recordkit.api.envelope import ok
+from recordkit.api.requests import checked_body
+from recordkit.api.routing import described
+from recordkit.api.schema import Field, Obj, Str
+from recordkit.clock import to_wire
+from recordkit.db.models import Meeting, Participant, Preset
+from recordkit.meetings import service
+from recordkit.meetings.media.offer import KINDS, OfferRejected, read_offer
+from recordkit.meetings.media.peer import Slot
+from recordkit.meetings.media.plane import AtCapacity, MediaPlane
+
+router = APIRouter(tags=["joining"])
+
+OFFER_BODY = Obj(
+    (
+        Field("type", Str(enum=("offer",)), required=True),
+        Field("sdp", Str(min_length=1, max_length=256 * 1024), required=True),
+    )
+)
+LEAVE_BODY = Obj((Field("peer_id", Str(format="uuid"), required=True),))
+
+
+@router.post(
+    "/meet/{meeting_id}/offer",
+    summary="Join: post an SDP offer, get the answer",
+    openapi_extra=described(body=OFFER_BODY, errors=(400, 401, 403, 404, 409, 413)),
+)
+async def post_offer(request: Request, meeting_id: str) -> Response:
+    participant, meeting = await _caller(request, meeting_id, own_meeting=False)
+    body = await checked_body(request, OFFER_BODY)
+    may_produce = await _may_produce(request, participant)
+    try:
+        offer = read_offer(body["sdp"], may_produce)
+    except OfferRejected as exc:
+        raise errors.bad_request(f'"sdp" {exc.detail}') from None
+    _check_meeting(participant, meeting)
+    if meeting.status == "INACTIVE":
+        raise errors.conflict(f"Meeting {meeting.id} is INACTIVE")
+    try:
+        peer_id, answer = await _media(request).join(meeting.id, participant, offer)
+    except AtCapacity:
+        raise errors.ApiError(503, "Server is at capacity, try again later") from None
+    except OfferRejected as exc:
+        raise errors.bad_request(f'"sdp" {exc.detail}') from None
+    return ok({"peer_id": peer_id, "type": "answer", "sdp": answer})
+
+
+@router.post(
+    "/meet/{meeting_id}/leave",
+    summary="Leave: end one peer's connection",
+    openapi_extra=described(body=LEAVE_BODY, errors=(400, 401, 403, 404, 413)),
+)
+async def post_leave(request: Request, meeting_id: str) -> Response:
+    participant, meeting = await _caller(request, meeting_id, own_meeting=False)
+    body = await checked_body(request, LEAVE_BODY)
+    _check_meeting(participant, meeting)
+    peer_id = body["peer_id"].lower()
+    left_at = await _media(request).leave(meeting.id, participant.id, peer_id)
+    return ok({"peer_id": peer_id, "left_at": to_wire(left_at)})
+
+
+@router.get(
+    "/meet/{meeting_id}/peers/{peer_id}/slots",
+    summary="Who is on each receive section of a peer",
+    openapi_extra=described(errors=(401, 403, 404)),
+)
+async def get_slots(request: Request, meeting_id: str, peer_id: str) -> Response:
+    participant, meeting = await _caller(request, meeting_id)
+    slots = _media(request).slots(meeting.id, participant.id, peer_id.lower())
+    return ok({"peer_id": peer_id.lower(), "slots": [slot_json(slot) for slot in slots]})
+
+
+def slot_json(slot: Slot) -> dict[str, str | None]:
+    """One receive section: its `mid` and `kind`, and the participant whose track it carries (nulls
+    while empty)."""
+    publication = slot.publication
+    who = publication.info.participant if publication is not None else None
+    return {
+        "mid": slot.mid,
+        "kind": slot.kind,
+        "participant_id": who.participant_id if who else None,
+        "peer_id": who.peer_id if who else None,
+        "name": who.name if who else None,
+        "custom_participant_id": who.custom_participant_id if who else None,
+        "track_id": publication.info.track_id if publication is not None else None,
+    }
+
+
+def request_token(request: Request) -> str | None:
+    """The participant token, from `Authorization: Bearer` or `?authToken=`."""
+    return bearer_token(request) or request.query_params.get("authToken") or None
+
+
+async def _caller(request: Request, meeting_id: str, own_meeting: bool = True) -> tuple[Participant, Meeting]:
+    """Checks 1–4 of recordings.md §2.3: the participant and the meeting; with `own_meeting`, check 7
+    too (routes with a body check it after the body)."""
+    services = request.app.state.services
+    token = request_token(request)
+    if token is None:
+        raise errors.unauthorized()
+    if is_api_token(token, services.settings.credentials.api_token):
+        raise errors.participant_forbidden()
+    claims = services.tokens.read(token)
+    if claims is None:
+        raise errors.unauthorized()
+    async with services.db.read() as session:
+        participant = await session.get(Participant, claims.participant_id)
+    # Deleting a participant revokes their tokens.
+    if participant is None or participant.app_id != claims.app_id:
+        raise errors.unauthorized()
+    meeting = await service.get_meeting(services.db, claims.app_id, meeting_id)
+    if own_meeting:
+        _check_meeting(participant, meeting)
+    return participant, meeting
+
+
+def _check_meeting(participant: Participant, meeting: Meeting) -> None:
+    if participant.meeting_id != meeting.id:
+        raise errors.participant_forbidden()
+
+
+async def _may_produce(request: Request, participant: Participant) -> dict[str, bool]:
+    async with request.app.state.services.db.read() as session:
+        preset = await session.get(Preset, participant.preset_id)
+    media = (preset.permissions if preset is not None else {}).get("media", {})
+    return {kind: media.get(kind, {}).get("can_produce") == "ALLOWED" for kind in KINDS}
+
+
+def _media(request: Request) -> MediaPlane:
+    media: MediaPlane = request.app.state.services.media
+    return media

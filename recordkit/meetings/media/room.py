@@ -1,0 +1,155 @@
+"""A room: the live peers of one meeting, what each publishes, and which slot forwards what to whom.
+
+Slot rule (meetings.md §8): each receive section of a peer carries one other participant's track of
+its kind, taken in join order. Published tracks are listed in the order their peers joined (connected);
+a peer's empty slot takes the earliest listed track of its kind (and codec) that is not its own and not
+already on another of its slots. When a publisher leaves, its slots are freed and refilled the same way,
+so participants beyond the offered sections move in as others leave.
+
+The room also tells its listeners (`RoomSource`s) what happens, and keeps the session rows in step:
+`peer_joined` when a peer connects, `peer_left` when it goes (unless the caller already recorded it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from recordkit.api.errors import ApiError
+from recordkit.db.engine import Database
+from recordkit.meetings import sessions
+from recordkit.meetings.media.events import (
+    ParticipantInfo,
+    ParticipantJoined,
+    ParticipantLeft,
+    RoomEvent,
+    TrackAdded,
+    TrackEnded,
+)
+from recordkit.meetings.media.peer import Peer, Publication
+from recordkit.meetings.sessions import SessionEvents
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[RoomEvent], None]
+
+
+class Room:
+    """The media state of one meeting in this process."""
+
+    def __init__(self, meeting_id: str, db: Database, session_events: SessionEvents | None) -> None:
+        self.meeting_id = meeting_id
+        self.peers: dict[str, Peer] = {}
+        self.publications: list[Publication] = []  # in the order their peers joined
+        self.listeners: list[Listener] = []
+        self._db = db
+        self._session_events = session_events
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def is_idle(self) -> bool:
+        """Nobody is connected or connecting, and nobody listens."""
+        return not self.peers and not self.listeners
+
+    def joined_participants(self) -> list[ParticipantInfo]:
+        """The peers that finished connecting, in join order."""
+        return [peer.participant for peer in self.peers.values() if peer.joined]
+
+    def add(self, peer: Peer) -> None:
+        """Take in a peer whose answer was made; it joins once connected."""
+        self.peers[peer.id] = peer
+
+    async def peer_connected(self, peer: Peer) -> None:
+        """ICE and DTLS completed: record the join, publish the peer's tracks and fill its slots."""
+        async with peer.lock:
+            if peer.closing or peer.joined:
+                return
+            try:
+                await sessions.peer_joined(
+                    self._db,
+                    self.meeting_id,
+                    peer.participant.participant_id,
+                    events=self._session_events,
+                    peer_id=peer.id,
+                )
+            except ApiError:
+                # The participant was deleted while connecting: their tokens no longer stand.
+                log.info("peer %s connected for a removed participant; closing it", peer.id)
+                self._spawn(self.remove(peer, record_leave=False))
+                return
+            peer.joined = True
+            self._emit(ParticipantJoined(peer.participant, time.time()))
+            if peer.closing:
+                return  # `remove` is waiting for the lock and will record the leave
+            for publication in peer.publications:
+                self.publications.append(publication)
+                publication.track.on_ended(lambda publication=publication: self._unpublish(publication))
+                self._emit(TrackAdded(publication.info))
+            for other in self.peers.values():
+                if other.joined:
+                    self._fill(other)
+
+    async def remove(self, peer: Peer, *, record_leave: bool = True) -> None:
+        """Take the peer out: free its slots, close its connection, and record that it left (when it
+        had joined and `record_leave`: callers that already wrote `left_at` pass False)."""
+        if peer.closing:
+            return
+        peer.closing = True
+        self.peers.pop(peer.id, None)
+        for publication in list(peer.publications):
+            self._unpublish(publication)
+        await peer.close()
+        async with peer.lock:
+            if peer.joined and record_leave:
+                try:
+                    await sessions.peer_left(self._db, peer.id, events=self._session_events)
+                except Exception:
+                    log.exception("could not record that peer %s left", peer.id)
+        if peer.joined:
+            self._emit(ParticipantLeft(peer.participant, time.time()))
+
+    def _unpublish(self, publication: Publication) -> None:
+        if publication not in self.publications:
+            return
+        self.publications.remove(publication)
+        self._emit(TrackEnded(publication.info))
+        for other in self.peers.values():
+            freed = False
+            for slot in other.slots:
+                if slot.publication is publication:
+                    slot.track.detach()
+                    slot.publication = None
+                    freed = True
+            if freed and other.joined:
+                self._fill(other)
+
+    def _fill(self, peer: Peer) -> None:
+        """Give each empty slot of the peer the earliest published track it may carry."""
+        shown = {slot.publication for slot in peer.slots if slot.publication is not None}
+        for slot in peer.slots:
+            if slot.publication is not None:
+                continue
+            for publication in self.publications:
+                if (
+                    publication.peer is not peer
+                    and publication not in shown
+                    and publication.info.kind == slot.kind
+                    and publication.info.codec.lower() == slot.codec.lower()
+                    and not publication.track.ended
+                ):
+                    slot.publication = publication
+                    slot.track.attach(publication.track)
+                    shown.add(publication)
+                    break
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._tasks.discard)
+
+    def _emit(self, event: RoomEvent) -> None:
+        for listener in list(self.listeners):
+            listener(event)

@@ -1,0 +1,51 @@
+"""The recorders running in this process, as the recording service sees them.
+
+The service applies API actions to the database; a running recorder must follow them: pause stops
+feeding its encoder, resume feeds it again, and stop finalises the file before the answer (so the
+answer already carries `file_size`). `finish()` must never wait on the database: the service calls it
+while holding the recording's row lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A finalised capture: the main file's size (None when nothing was written) and when capture ended."""
+
+    file_size: int | None
+    ended_at: datetime
+
+
+class Capture(Protocol):
+    """One running recorder."""
+
+    def pause(self) -> None:
+        """Stop feeding the encoder from now on; the file's timeline closes up."""
+
+    def resume(self) -> None:
+        """Feed the encoder again, continuing the same file."""
+
+    async def finish(self) -> Finished:
+        """Stop capturing and finalise the files. Safe to call twice (the same answer)."""
+        ...
+
+
+class Captures:
+    """Running recorders by recording id."""
+
+    def __init__(self) -> None:
+        self._running: dict[str, Capture] = {}
+
+    def add(self, recording_id: str, capture: Capture) -> None:
+        self._running[recording_id] = capture
+
+    def discard(self, recording_id: str) -> None:
+        self._running.pop(recording_id, None)
+
+    def get(self, recording_id: str) -> Capture | None:
+        return self._running.get(recording_id)

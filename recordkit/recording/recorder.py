@@ -1,0 +1,391 @@
+"""One composite recording: a meeting's media, read from a `MediaSource`, laid out, mixed and encoded
+into crash-safe spool files (recordings.md §7, §9; design.md "A recording's path").
+
+Frames are placed by the time their senders captured them (`wall_time_s`), never by arrival: the output
+renders the instant `jitter_s` in the past, by which time frames of every participant for that instant
+have arrived. Audio and video of all participants share that one clock, so they stay in sync.
+
+Threads: the event loop reads tracks and queues what it reads; one worker thread owns the compositor,
+the mixer and the encoders (PyAV must not be driven from two threads at once) and does all the heavy
+work, so the media plane sharing the loop never waits on an encoder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import av
+
+from recordkit.meetings.media.events import ParticipantJoined, ParticipantLeft, TrackAdded, TrackEnded
+from recordkit.meetings.media.reading import TimedFrame
+from recordkit.meetings.media.source import MediaSource, UnknownTrack
+from recordkit.recording.control import Finished
+from recordkit.recording.encoder import AudioFileEncoder, CompositeEncoder
+from recordkit.recording.layout import Compositor
+from recordkit.recording.mixer import Mixer
+from recordkit.recording.plan import SAMPLE_RATE, OutputPlan
+from recordkit.recording.timeline import Timeline
+from recordkit.recording.watermark import Watermark, load_watermark
+
+log = logging.getLogger(__name__)
+
+MAX_CATCH_UP_S = 1.0
+
+
+@dataclass(frozen=True)
+class RecorderSettings:
+    """How a recorder waits: its jitter delay, and how long an empty meeting is recorded."""
+
+    jitter_s: float = 0.25
+    # When capture starts with nobody present, the empty-meeting timer lasts at least this long (§7.4).
+    empty_start_min_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class Ending:
+    """Why and when a recorder stopped by itself: `reason` is "max_seconds", "empty" or "error"."""
+
+    reason: str
+    finished: Finished
+    wrote_media: bool
+
+
+@dataclass
+class RecorderHooks:
+    """What the recorder tells the rest of recordkit. Neither hook is called while `finish()` runs."""
+
+    first_packet: Callable[[float], Awaitable[None]]  # given the wall time of the file's time 0
+    ended_by_itself: Callable[[Ending], Awaitable[None]]
+
+
+@dataclass
+class _Inputs:
+    """What the event loop queued for the worker thread; deques are safe between the two."""
+
+    video: dict[str, deque[TimedFrame]] = field(default_factory=dict)
+    audio: dict[str, deque[TimedFrame]] = field(default_factory=dict)
+    changes: deque[Callable[[], None]] = field(default_factory=deque)
+
+
+class Recorder:
+    """Records one meeting until `finish()` is called or it stops by itself (max_seconds, empty meeting)."""
+
+    def __init__(
+        self,
+        plan: OutputPlan,
+        source: MediaSource,
+        spool: Path,
+        hooks: RecorderHooks,
+        *,
+        keep_alive_s: float,
+        settings: RecorderSettings = RecorderSettings(),
+    ) -> None:
+        self.plan = plan
+        self.source = source
+        self.spool = spool
+        self.hooks = hooks
+        self.keep_alive_s = keep_alive_s
+        self.settings = settings
+        self.first_packet_wall_s: float | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="recorder")
+        self._inputs = _Inputs()
+        self._timeline: Timeline | None = None
+        self._composite: CompositeEncoder | None = None
+        self._audio_file: AudioFileEncoder | None = None
+        self._compositor: Compositor | None = None
+        self._mixer = Mixer(self._channels())
+        self._watermark: Watermark | None = None
+        self._audio_cursor_s = 0.0
+        self._rendered_until_wall_s = 0.0
+        self._present: set[str] = set()
+        self._anyone_joined = False
+        self._empty_since_s: float | None = None
+        self._readers: dict[str, asyncio.Task[None]] = {}
+        self._work: set[asyncio.Task[Any]] = set()
+        self._hooks: set[asyncio.Task[Any]] = set()
+        self._finished: asyncio.Task[Finished] | None = None
+        self._first_packet_told: asyncio.Task[Any] | None = None
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        """Capture until stopped: by `finish()`, or by itself (then `hooks.ended_by_itself` has been called)."""
+        await self._in_worker(self._open_outputs)
+        self._timeline = Timeline(time.time())
+        if self.plan.composite is not None and self.plan.composite.video.watermark is not None:
+            video = self.plan.composite.video
+            self._start(self._load_watermark(video.watermark, video.width, video.height))
+        self._start(self._follow_room(), vital=True)
+        self._start(self._output_loop(), vital=True)
+        await self._stop.wait()
+        while self._hooks:
+            await asyncio.gather(*list(self._hooks), return_exceptions=True)
+
+    def pause(self) -> None:
+        if self._timeline is not None:
+            self._timeline.pause(time.time())
+
+    def resume(self) -> None:
+        if self._timeline is not None:
+            self._timeline.resume(time.time())
+
+    async def finish(self, at_wall_s: float | None = None) -> Finished:
+        """Stop capturing (now, or at `at_wall_s` if that is earlier) and finalise the files.
+        Never touches the database."""
+        if self._finished is None:
+            stop_wall_s = time.time() if at_wall_s is None else min(at_wall_s, time.time())
+            self._finished = asyncio.create_task(self._finalise(stop_wall_s))
+        return await asyncio.shield(self._finished)
+
+    @property
+    def wrote_media(self) -> bool:
+        return self.first_packet_wall_s is not None
+
+    # --- the event loop side -------------------------------------------------------------------------------
+
+    async def _follow_room(self) -> None:
+        async with self.source.events() as events:
+            async for event in events:
+                match event:
+                    case ParticipantJoined(participant=who):
+                        self._present.add(who.peer_id)
+                        self._anyone_joined = True
+                        self._empty_since_s = None
+                        name = who.name or who.custom_participant_id
+                        self._inputs.changes.append(lambda peer=who.peer_id, name=name: self._seat(peer, name))
+                    case ParticipantLeft(participant=who):
+                        self._present.discard(who.peer_id)
+                        if not self._present:
+                            self._empty_since_s = time.time()
+                        self._inputs.changes.append(lambda peer=who.peer_id: self._unseat(peer))
+                    case TrackAdded(track=track):
+                        reading = self._read(track.track_id, track.kind, track.participant.peer_id)
+                        self._readers[track.track_id] = self._start(reading)
+                    case TrackEnded(track=track):
+                        reader = self._readers.pop(track.track_id, None)
+                        if reader is not None:
+                            reader.cancel()
+
+    async def _read(self, track_id: str, kind: str, peer_id: str) -> None:
+        if kind == "video" and self.plan.composite is None:
+            return
+        try:
+            reader = self.source.frames(track_id)
+        except UnknownTrack:
+            return
+        queues = self._inputs.video if kind == "video" else self._inputs.audio
+        queue = queues.setdefault(peer_id, deque())
+        try:
+            async for timed in reader:
+                queue.append(timed)
+        finally:
+            reader.close()
+            if kind == "video":
+                self._inputs.changes.append(lambda: self._video_ended(peer_id))
+
+    async def _output_loop(self) -> None:
+        assert self._timeline is not None
+        interval_s = 1 / self._fps()
+        start_s = self._timeline.start_wall_s
+        tick = 0
+        while not self._stop.is_set() and self._finished is None:
+            render_wall_s = start_s + tick * interval_s
+            await _sleep_until(render_wall_s + self.settings.jitter_s)
+            if self._finished is not None:
+                return
+            await self._in_worker(self._render, render_wall_s)
+            if self.first_packet_wall_s is None and self._first_packet_written():
+                self.first_packet_wall_s = time.time()
+                self._first_packet_told = self._hook(self.hooks.first_packet(self._timeline_start()))
+            ending = self._ending(render_wall_s)
+            if ending is not None:
+                self._hook(self._end_by_itself(ending))
+                return
+            behind_s = time.time() - self.settings.jitter_s - render_wall_s
+            # A short stall is caught up frame by frame; only a long one skips ahead, so the file keeps up.
+            tick += 1 if behind_s < MAX_CATCH_UP_S else math.floor(behind_s / interval_s)
+
+    def _ending(self, render_wall_s: float) -> str | None:
+        if self.first_packet_wall_s is not None and render_wall_s - self._timeline_start() >= self.plan.max_seconds:
+            return "max_seconds"
+        if not self._present:
+            since = self._empty_since_s if self._anyone_joined else self._timeline_start()
+            wait_s = (
+                self.keep_alive_s if self._anyone_joined else max(self.keep_alive_s, self.settings.empty_start_min_s)
+            )
+            if since is not None and time.time() - since >= wait_s:
+                return "empty"
+        return None
+
+    async def _end_by_itself(self, reason: str) -> None:
+        limit_wall_s = self._timeline_start() + self.plan.max_seconds if reason == "max_seconds" else None
+        finished = await self.finish(limit_wall_s)
+        if self._first_packet_told is not None:
+            # RECORDING must be recorded before the end is, or the end would find the recording INVOKED.
+            await asyncio.gather(self._first_packet_told, return_exceptions=True)
+        await self.hooks.ended_by_itself(Ending(reason, finished, self.wrote_media))
+
+    async def _finalise(self, stop_wall_s: float) -> Finished:
+        for task in self._work:
+            task.cancel()
+        await asyncio.gather(*self._work, return_exceptions=True)
+        try:
+            if self._timeline is not None:
+                # Render what was captured up to the stop instant, without waiting for stragglers.
+                await self._in_worker(self._render_until, stop_wall_s)
+            size = await self._in_worker(self._close_outputs)
+            return Finished(size, datetime.fromtimestamp(stop_wall_s, UTC).replace(tzinfo=None))
+        finally:
+            await self.source.close()
+            self._executor.shutdown(wait=False)
+            self._stop.set()
+
+    def _start(self, work: Coroutine[Any, Any, Any], *, vital: bool = False) -> asyncio.Task[Any]:
+        """Run capture work; when vital work fails, the recording ends with what it has."""
+        task = asyncio.create_task(work)
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
+        task.add_done_callback(lambda done: self._failed(done, vital))
+        return task
+
+    def _hook(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Tell the rest of recordkit something; never cancelled by `finish()`."""
+        task = asyncio.create_task(work)
+        self._hooks.add(task)
+        task.add_done_callback(self._hooks.discard)
+        task.add_done_callback(lambda done: self._failed(done, vital=False))
+        return task
+
+    def _failed(self, task: asyncio.Task[Any], vital: bool) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error("recorder task failed", exc_info=task.exception())
+        if vital and self._finished is None:
+            self._hook(self._end_by_itself("error"))
+
+    async def _load_watermark(self, spec: Any, width: int, height: int) -> None:
+        self._watermark = await load_watermark(spec, width, height)
+
+    async def _in_worker(self, work: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+
+    def _timeline_start(self) -> float:
+        assert self._timeline is not None
+        return self._timeline.start_wall_s
+
+    def _fps(self) -> int:
+        return self.plan.composite.video.fps if self.plan.composite is not None else 50
+
+    def _channels(self) -> int:
+        audio = self.plan.composite.audio if self.plan.composite is not None else self.plan.audio_file.audio  # type: ignore[union-attr]
+        return audio.channels
+
+    # --- the worker thread side ---------------------------------------------------------------------------
+
+    def _open_outputs(self) -> None:
+        self.spool.mkdir(parents=True, exist_ok=True)
+        if self.plan.composite is not None:
+            video = self.plan.composite.video
+            self._compositor = Compositor(video.width, video.height)
+            self._composite = CompositeEncoder(self.plan.composite, self.spool / self.plan.composite.name)
+        if self.plan.audio_file is not None:
+            self._audio_file = AudioFileEncoder(self.plan.audio_file, self.spool / self.plan.audio_file.name)
+
+    def _seat(self, peer_id: str, name: str) -> None:
+        if self._compositor is not None:
+            self._compositor.join(peer_id, name)
+
+    def _unseat(self, peer_id: str) -> None:
+        if self._compositor is not None:
+            self._compositor.leave(peer_id)
+        self._inputs.video.pop(peer_id, None)
+        self._inputs.audio.pop(peer_id, None)
+        self._mixer.remove(peer_id)
+
+    def _video_ended(self, peer_id: str) -> None:
+        if self._compositor is not None:
+            self._compositor.video_ended(peer_id)
+
+    def _render_until(self, stop_wall_s: float) -> None:
+        assert self._timeline is not None
+        interval_s = 1 / self._fps()
+        if self._rendered_until_wall_s < self._timeline.start_wall_s:
+            wall_s = self._timeline.start_wall_s  # stopped before the first frame: render from the start
+        else:
+            wall_s = self._rendered_until_wall_s + interval_s
+        while wall_s <= stop_wall_s:
+            self._render(wall_s)
+            wall_s += interval_s
+
+    def _render(self, render_wall_s: float) -> None:
+        """Write everything up to `render_wall_s`: one composite frame and the audio that goes with it."""
+        assert self._timeline is not None
+        self._rendered_until_wall_s = render_wall_s
+        while self._inputs.changes:
+            self._inputs.changes.popleft()()
+        self._feed_mixer(render_wall_s)
+        media_s = self._timeline.media_time(render_wall_s)
+        if media_s is None:
+            return
+        if self._composite is not None and self._compositor is not None:
+            self._update_tiles(render_wall_s)
+            frame = self._compositor.compose()
+            if self._watermark is not None:
+                self._watermark.apply(frame)
+            self._composite.write_video(frame, media_s)
+        end_s = media_s + 1 / self._fps()
+        samples = round((end_s - self._audio_cursor_s) * SAMPLE_RATE)
+        if samples > 0:
+            block = self._mixer.mix(self._audio_cursor_s, samples)
+            if self._composite is not None:
+                self._composite.write_audio(block, self._audio_cursor_s)
+            if self._audio_file is not None:
+                self._audio_file.write_audio(block, self._audio_cursor_s)
+            self._audio_cursor_s += samples / SAMPLE_RATE
+
+    def _update_tiles(self, render_wall_s: float) -> None:
+        assert self._compositor is not None
+        tiles = self._compositor.tiles()
+        for peer_id, queue in list(self._inputs.video.items()):
+            newest: av.VideoFrame | None = None
+            while queue and queue[0].wall_time_s <= render_wall_s:
+                newest = queue.popleft().frame
+            if newest is not None and peer_id in tiles:
+                self._compositor.update(peer_id, newest)
+
+    def _feed_mixer(self, render_wall_s: float) -> None:
+        assert self._timeline is not None
+        # A little past the rendered instant, so the limiter's lookahead sees what comes next.
+        horizon_s = render_wall_s + 0.1
+        for peer_id, queue in list(self._inputs.audio.items()):
+            while queue and queue[0].wall_time_s <= horizon_s:
+                timed = queue.popleft()
+                media_s = self._timeline.media_time(timed.wall_time_s)
+                if media_s is not None:
+                    self._mixer.push(peer_id, timed.frame, media_s)
+
+    def _first_packet_written(self) -> bool:
+        outputs = [self._composite, self._audio_file]
+        return any(output is not None and output.first_packet_at_s is not None for output in outputs)
+
+    def _close_outputs(self) -> int | None:
+        for output in (self._composite, self._audio_file):
+            if output is not None:
+                output.close()
+        main = self.spool / self.plan.main_file_name
+        return main.stat().st_size if main.exists() else None
+
+
+async def _sleep_until(wall_s: float) -> None:
+    delay = wall_s - time.time()
+    if delay > 0:
+        await asyncio.sleep(delay)

@@ -1,0 +1,70 @@
+"""The slot track a subscriber's section sends: packets as published, one unbroken timeline, and video
+that starts on a keyframe."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+
+from recordkit.meetings.media.forwarding import SlotTrack
+from recordkit.meetings.media.receiving import EncodedFrame, FrameSink, is_keyframe
+
+VIDEO = Fraction(1, 90_000)
+
+
+class FakeSource:
+    """Stands in for a ReceivedTrack: records sinks and keyframe requests."""
+
+    def __init__(self) -> None:
+        self.sinks: list[FrameSink] = []
+        self.keyframe_requests = 0
+
+    def add_sink(self, sink: FrameSink) -> None:
+        self.sinks.append(sink)
+
+    def remove_sink(self, sink: FrameSink) -> None:
+        self.sinks.remove(sink)
+
+    def request_keyframe(self) -> None:
+        self.keyframe_requests += 1
+
+
+def frame(pts: int, keyframe: bool, data: bytes = b"") -> EncodedFrame:
+    payload = data or (b"\x10" if keyframe else b"\x11") + pts.to_bytes(4, "big")
+    return EncodedFrame(payload, pts, VIDEO, keyframe, 0.0)
+
+
+async def test_video_starts_at_a_keyframe_and_asks_the_publisher_for_one() -> None:
+    slot, source = SlotTrack("video", 90_000), FakeSource()
+    slot.attach(source)  # type: ignore[arg-type]
+
+    slot.put(frame(3000, keyframe=False))
+    slot.put(frame(6000, keyframe=True))
+    slot.put(frame(9000, keyframe=False))
+
+    first, second = await slot.recv(), await slot.recv()
+    assert source.keyframe_requests == 1
+    assert bytes(first) == frame(6000, True).data and first.pts == 0 and first.time_base == VIDEO
+    assert bytes(second) == frame(9000, False).data and second.pts == 3000
+    assert isinstance(first, av.Packet)
+
+
+async def test_a_new_source_continues_the_timeline_instead_of_jumping_back() -> None:
+    slot, first_source, next_source = SlotTrack("video", 90_000), FakeSource(), FakeSource()
+    slot.attach(first_source)  # type: ignore[arg-type]
+    slot.put(frame(900_000, keyframe=True))
+    assert (await slot.recv()).pts == 0
+
+    slot.attach(next_source)  # type: ignore[arg-type]
+    assert first_source.sinks == [] and next_source.sinks == [slot]
+    slot.put(frame(0, keyframe=True))
+
+    assert (await slot.recv()).pts > 0
+
+
+def test_keyframes_are_told_apart_per_codec() -> None:
+    assert is_keyframe("video/VP8", b"\x10\x02") and not is_keyframe("video/VP8", b"\x11\x02")
+    assert is_keyframe("video/H264", b"\x00\x00\x00\x01\x67\x42\x00\x00\x00\x01\x65")
+    assert not is_keyframe("video/H264", b"\x00\x00\x00\x01\x41\x9a")
+    assert is_keyframe("audio/opus", b"\xff")
