@@ -9,7 +9,8 @@ from typing import Any
 from starlette.requests import Request
 
 from recordkit.api import errors
-from recordkit.db.models import App, Participant, Preset
+from recordkit.db.models import App, Meeting, Participant, Preset
+from recordkit.meetings.service import get_meeting
 
 
 @dataclass(frozen=True)
@@ -89,3 +90,29 @@ def check_own_meeting(caller: Caller, meeting_id: str) -> None:
     """Check 7 of §2.3: a participant acts on their own meeting only."""
     if caller.participant is not None and caller.participant.meeting_id != meeting_id:
         raise errors.participant_forbidden()
+
+
+def participant_token(request: Request) -> str | None:
+    """A participant token, from `Authorization: Bearer` or `?authToken=` (meetings.md §8)."""
+    return bearer_token(request) or request.query_params.get("authToken") or None
+
+
+async def authorize_participant(request: Request, meeting_id: str) -> tuple[Participant, Meeting]:
+    """The join interface's checks (meetings.md §8, in the order of recordings.md §2.3): 401 for a bad,
+    expired or revoked token, 403 for an API token, 404 for a meeting unknown in the token's app.
+    Whether the meeting is the participant's own is left to the caller (its place in the order varies)."""
+    services = request.app.state.services
+    token = participant_token(request)
+    if token is None:
+        raise errors.unauthorized()
+    if is_api_token(token, services.settings.credentials.api_token):
+        raise errors.participant_forbidden()
+    claims = services.tokens.read(token)
+    if claims is None:
+        raise errors.unauthorized()
+    async with services.db.read() as session:
+        participant = await session.get(Participant, claims.participant_id)
+    # Deleting a participant revokes their tokens: a token without its participant is not valid.
+    if participant is None or participant.app_id != claims.app_id:
+        raise errors.unauthorized()
+    return participant, await get_meeting(services.db, claims.app_id, meeting_id)

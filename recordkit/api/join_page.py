@@ -18,9 +18,8 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from recordkit.api import errors
-from recordkit.api.auth import bearer_token, is_api_token
+from recordkit.api.auth import authorize_participant
 from recordkit.db.models import Meeting, Participant
-from recordkit.meetings import service
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "meetings" / "media" / "static"
 STATIC_URL = "/static/meet"
@@ -58,32 +57,10 @@ async def join_page(request: Request, meeting_id: str) -> Response:
     return FileResponse(PAGE, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
 
-def request_token(request: Request) -> str | None:
-    """The participant token, from `Authorization: Bearer` or `?authToken=` (§8)."""
-    return bearer_token(request) or request.query_params.get("authToken") or None
-
-
 async def authorize_join(request: Request, meeting_id: str) -> tuple[Participant, Meeting]:
-    """The checks of §8 in the order of recordings.md §2.3; raises ApiError for the first that fails.
-
-    401 bad, expired or revoked token; 403 API token; 404 meeting unknown in the token's app;
-    403 token of another meeting; 409 meeting INACTIVE.
-    """
-    services = request.app.state.services
-    token = request_token(request)
-    if token is None:
-        raise errors.unauthorized()
-    if is_api_token(token, services.settings.credentials.api_token):
-        raise errors.participant_forbidden()
-    claims = services.tokens.read(token)
-    if claims is None:
-        raise errors.unauthorized()
-    async with services.db.read() as session:
-        participant = await session.get(Participant, claims.participant_id)
-    # Deleting a participant revokes their tokens: a token without its participant is not valid.
-    if participant is None or participant.app_id != claims.app_id:
-        raise errors.unauthorized()
-    meeting = await service.get_meeting(services.db, claims.app_id, meeting_id)
+    """The checks of §8 in the order of recordings.md §2.3; raises ApiError for the first that fails:
+    401/403/404 as for signalling, 403 token of another meeting, 409 meeting INACTIVE."""
+    participant, meeting = await authorize_participant(request, meeting_id)
     if participant.meeting_id != meeting.id:
         raise errors.participant_forbidden()
     if meeting.status == "INACTIVE":

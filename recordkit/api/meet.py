@@ -13,14 +13,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from recordkit.api import errors
-from recordkit.api.auth import bearer_token, is_api_token
+from recordkit.api.auth import authorize_participant
 from recordkit.api.envelope import ok
 from recordkit.api.requests import checked_body
 from recordkit.api.routing import described
 from recordkit.api.schema import Field, Obj, Str
 from recordkit.clock import to_wire
 from recordkit.db.models import Meeting, Participant, Preset
-from recordkit.meetings import service
 from recordkit.meetings.media.offer import KINDS, OfferRejected, read_offer
 from recordkit.meetings.media.peer import Slot
 from recordkit.meetings.media.plane import AtCapacity, MediaPlane
@@ -102,29 +101,10 @@ def slot_json(slot: Slot) -> dict[str, str | None]:
     }
 
 
-def request_token(request: Request) -> str | None:
-    """The participant token, from `Authorization: Bearer` or `?authToken=`."""
-    return bearer_token(request) or request.query_params.get("authToken") or None
-
-
 async def _caller(request: Request, meeting_id: str, own_meeting: bool = True) -> tuple[Participant, Meeting]:
-    """Checks 1–4 of recordings.md §2.3: the participant and the meeting; with `own_meeting`, check 7
-    too (routes with a body check it after the body)."""
-    services = request.app.state.services
-    token = request_token(request)
-    if token is None:
-        raise errors.unauthorized()
-    if is_api_token(token, services.settings.credentials.api_token):
-        raise errors.participant_forbidden()
-    claims = services.tokens.read(token)
-    if claims is None:
-        raise errors.unauthorized()
-    async with services.db.read() as session:
-        participant = await session.get(Participant, claims.participant_id)
-    # Deleting a participant revokes their tokens.
-    if participant is None or participant.app_id != claims.app_id:
-        raise errors.unauthorized()
-    meeting = await service.get_meeting(services.db, claims.app_id, meeting_id)
+    """The participant and the meeting; with `own_meeting`, check 7 of recordings.md §2.3 too (routes
+    with a body check it after the body)."""
+    participant, meeting = await authorize_participant(request, meeting_id)
     if own_meeting:
         _check_meeting(participant, meeting)
     return participant, meeting
