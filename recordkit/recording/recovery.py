@@ -1,14 +1,15 @@
 """After a restart (recordings.md §7.4): no recording stays stuck and no file is lost.
 
 - RECORDING/PAUSED: the recorder died with the process. Its spool file is playable up to the crash
-  (fragmented MP4 / WebM clusters), so capture ends there — `stopped_time` is the spool's last write —
-  with `INTERNAL_ERROR`, and the file is uploaded.
+  (fragmented MP4 / WebM clusters); its packets are copied into a complete file, capture ends there —
+  `stopped_time` is the spool's last write — with `INTERNAL_ERROR`, and the file is uploaded.
 - UPLOADING: the upload is started again (it is idempotent).
 - INVOKED: dispatched again, unless it has waited longer than the operator's limit (then ERRORED).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from recordkit.clock import utcnow
 from recordkit.db.models import Recording
 from recordkit.jobs.dispatcher import Dispatcher, Job
 from recordkit.recording.lifecycle import Kind, Status
+from recordkit.recording.remux import remux_in_place
 from recordkit.recording.service import INTERNAL_ERROR, Recordings
 from recordkit.recording.spool import spool_dir
 
@@ -39,13 +41,12 @@ async def recover(recordings: Recordings, dispatcher: Dispatcher, data_dir: Path
         status = Status(recording.status)
         if status in (Status.RECORDING, Status.PAUSED):
             spool = spool_dir(data_dir, recording.id)
-            main = spool / recording.output_file_name
             log.warning("recording %s was %s when recordkit stopped; finishing its file", recording.id, status)
+            stopped_at = crash_time(recording, spool, now)
+            # Copy the packets into a complete file: a WebM cut off by the crash has no duration.
+            remuxed = {path.name: await asyncio.to_thread(remux_in_place, path) for path in spool.glob("*.*")}
             await recordings.end_capture(
-                recording.id,
-                INTERNAL_ERROR,
-                file_size=main.stat().st_size if main.exists() else None,
-                stopped_at=crash_time(recording, spool, now),
+                recording.id, INTERNAL_ERROR, file_size=remuxed.get(recording.output_file_name), stopped_at=stopped_at
             )
         elif status is Status.UPLOADING:
             await dispatcher.submit(Job("upload", recording.id))
