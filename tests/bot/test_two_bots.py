@@ -50,6 +50,5 @@ async def test_two_bots_receive_each_others_marks_in_sync(served: ThreadServer, 
             assert 0 <= delay_ms < 150
         sync = report.sync(sender.name)
         assert sync.pairs >= 2 and not sync.unpaired_flashes_s and not sync.unpaired_beeps_s
-        # Measured here: median −10 to −14 ms (video is held a frame longer), the first mark (before the first
-        # RTCP sender report times the tracks) up to −35 ms.
-        assert sync.median_ms is not None and abs(sync.median_ms) < 40
+        # Measured here: median −10 to −14 ms (video is held a frame longer than audio by aiortc's jitter buffer).
+        assert sync.worst_ms is not None and abs(sync.worst_ms) < 40, sync
