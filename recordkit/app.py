@@ -44,8 +44,9 @@ from recordkit.meetings.media.plane import MediaPlane
 from recordkit.meetings.sessions import SessionEvents, sweep_forever
 from recordkit.meetings.tokens import ParticipantTokens
 from recordkit.recording.recorder import RecorderSettings
-from recordkit.recording.recovery import recover
+from recordkit.recording.recovery import fail_stale_invoked, recover
 from recordkit.recording.service import Recordings
+from recordkit.recording.track_worker import TrackRecorders
 from recordkit.recording.upload import Uploads
 from recordkit.recording.worker import CompositeRecorders
 from recordkit.storage.bucket import LocalBucket
@@ -102,6 +103,7 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
         jobs.register("upload", Uploads(recordings, bucket, settings.data_dir).run)
         recorder_settings = RecorderSettings(empty_start_min_s=settings.empty_meeting_timeout_s)
         jobs.register("record", CompositeRecorders(recordings, media, settings.data_dir, recorder_settings).run)
+        jobs.register("record_tracks", TrackRecorders(recordings, media, settings.data_dir).run)
     return Services(
         settings=settings,
         db=db,
@@ -125,11 +127,13 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         await recover(services.recordings, services.dispatcher, settings.data_dir, settings.invoked_timeout_s)
         # Emptied sessions end when their keep-alive runs out, even if nobody calls the API.
         sweeper = asyncio.create_task(sweep_forever(services.db, 1.0, services.session_events))
+        stale = asyncio.create_task(fail_stale_invoked(services.recordings, settings.invoked_timeout_s))
         try:
             yield
         finally:
             sweeper.cancel()
-            await asyncio.gather(sweeper, return_exceptions=True)
+            stale.cancel()
+            await asyncio.gather(sweeper, stale, return_exceptions=True)
             await services.media.close()
             if isinstance(services.dispatcher, LocalDispatcher):
                 await services.dispatcher.close()

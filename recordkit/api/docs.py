@@ -61,9 +61,17 @@ class TrackFileUrl(Open):
     file_size: int
 
 
+class TrackManifestUrl(Open):
+    file_name: str
+    download_url: str
+    file_size: int
+
+
 class TrackLayerUrls(Open):
     layer_name: str
     download_urls: dict[str, TrackFileUrl]
+    # Our extension: the recording's manifest (each file's participant and offset from the start).
+    manifest: TrackManifestUrl | None = None
 
 
 class RecordingModel(Open):

@@ -79,10 +79,12 @@ MEETING_RECORDING_CONFIG = Obj(
     )
 )
 
+TRACK_MEDIA_KINDS = ("audio", "video")
 LAYER = Obj(
     (
         Field("file_name_prefix", FILE_NAME_PREFIX),
-        Field("media_kind", Str(enum=("audio",))),
+        # "video" is our extension (recordings.md §6.4 has audio only): each peer's video beside its audio.
+        Field("media_kind", Str(enum=TRACK_MEDIA_KINDS)),
     )
 )
 TRACK_BODY = Obj(
@@ -95,6 +97,7 @@ TRACK_BODY = Obj(
 
 ACTION_BODY = Obj((Field("action", Str(enum=("stop", "pause", "resume")), required=True),))
 
+TRACK_STREAM_KIND = "peer"
 TRACK_FILE_TEMPLATE = "{{file_name_prefix}}_{{user_id}}_{{peer_id}}_{{stream_kind}}_{{media_kind}}_{{date_time}}.webm"
 
 
@@ -232,3 +235,11 @@ def audio_file_name(config: dict[str, Any], output_file_name: str) -> str | None
     if not config.get("audio_file") or not config["video_config"]["export_file"]:
         return None
     return output_file_name.rsplit(".", 1)[0] + "." + audio_file_extension(config)
+
+
+def track_file_name(
+    prefix: str, user_id: str, peer_id: str, media_kind: str, first_packet_ms: int, extension: str
+) -> str:
+    """`<prefix>_<user_id>_<peer_id>_peer_<media_kind>_<date_time>.<ext>` (§10.1): one peer's track, named
+    after the Unix milliseconds of its first packet. The extension is `webm`, or `mp4` for H264 video."""
+    return f"{prefix}_{user_id}_{peer_id}_{TRACK_STREAM_KIND}_{media_kind}_{first_packet_ms}.{extension}"

@@ -15,10 +15,15 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class Finished:
-    """A finalised capture: the main file's size (None when nothing was written) and when capture ended."""
+    """A finalised capture: the main file's size (None when nothing was written) and when capture ended.
+
+    `captured_media` is False when the capture wrote no media at all: a track recording then ends ERRORED
+    instead of UPLOADING (recordings.md §7.2, §7.4). A composite recording always has media once RECORDING.
+    """
 
     file_size: int | None
     ended_at: datetime
+    captured_media: bool = True
 
 
 class Capture(Protocol):

@@ -172,6 +172,8 @@ class Recordings:
                 if capture is not None:
                     finished = await capture.finish()
                     current.file_size, now = finished.file_size, max(now, finished.ended_at)
+                    # A track recording that captured nothing ends ERRORED, not UPLOADING (§7.2).
+                    target = next_status(Status(current.status), event, Kind(current.type), finished.captured_media)
                 _end_capture(current, now, {"reason": "API_CALL", "caller": caller.wire()})
                 if target is Status.UPLOADING:
                     self._dispatch_after_commit(session, Job("upload", current.id))
@@ -208,9 +210,11 @@ class Recordings:
         file_size: int | None = None,
         stopped_at: datetime | None = None,
         at_max_seconds: bool = False,
+        captured_media: bool = True,
     ) -> Recording | None:
         """Capture ended without an API call (§7.4): RECORDING/PAUSED → UPLOADING with `stop_reason`,
-        and the finished file's size. `stopped_at` (default now) is when capture really ended.
+        and the finished file's size. `stopped_at` (default now) is when capture really ended. A track
+        recording that captured no media (`captured_media` False) goes to ERRORED instead.
 
         Returns None when the recording had already left capture (an API stop won the race).
         """
@@ -221,10 +225,10 @@ class Recordings:
             if at_max_seconds and current.started_time is not None:
                 # §7.4: stopped_time = started_time + max_seconds exactly.
                 stopped_at = current.started_time + timedelta(seconds=current.config["max_seconds"])
-            ended = await _end_capture_in(session, current, stop_reason, stopped_at or utcnow())
-        if ended:
+            ended = await _end_capture_in(session, current, stop_reason, stopped_at or utcnow(), captured_media)
+        if ended is Status.UPLOADING:
             await self.dispatcher.submit(Job("upload", recording_id))
-        return current if ended else None
+        return current if ended is not None else None
 
     async def capture_failed(self, recording_id: str) -> Recording | None:
         """The recorder failed before writing anything, or never started in time: INVOKED → ERRORED."""
@@ -247,6 +251,14 @@ class Recordings:
                 select(Recording)
                 .where(Recording.status.in_((*ACTIVE_NAMES, Status.UPLOADING.value)))
                 .order_by(Recording.invoked_time)
+            )
+            return list(rows.scalars())
+
+    async def invoked_before(self, cutoff: datetime) -> list[str]:
+        """Ids of recordings still INVOKED that were started before `cutoff`."""
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(Recording.id).where(Recording.status == Status.INVOKED.value, Recording.invoked_time < cutoff)
             )
             return list(rows.scalars())
 
@@ -313,11 +325,13 @@ class Recordings:
         now = utcnow()
         for recording in list(capturing):
             capture = self.captures.get(recording.id)
-            ended_at = now
+            ended_at, captured_media = now, True
             if capture is not None:
                 finished = await capture.finish()
                 recording.file_size, ended_at = finished.file_size, finished.ended_at
-            if await _end_capture_in(session, recording, ALL_PEERS_LEFT, ended_at):
+                captured_media = finished.captured_media
+            ended = await _end_capture_in(session, recording, ALL_PEERS_LEFT, ended_at, captured_media)
+            if ended is Status.UPLOADING:
                 self._dispatch_after_commit(session, Job("upload", recording.id))
 
     async def active_recording(self, meeting_id: str) -> Recording | None:
@@ -482,15 +496,17 @@ def _end_capture(recording: Recording, now: datetime, reason: dict[str, Any]) ->
 
 
 async def _end_capture_in(
-    session: AsyncSession, recording: Recording, stop_reason: dict[str, Any], now: datetime
-) -> bool:
+    session: AsyncSession, recording: Recording, stop_reason: dict[str, Any], now: datetime, captured_media: bool
+) -> Status | None:
+    """End capture in this transaction; the new status (UPLOADING, or ERRORED for a track recording that
+    captured nothing), or None when the recording was no longer capturing."""
     try:
-        target = next_status(Status(recording.status), Event.CAPTURE_ENDED, Kind(recording.type))
+        target = next_status(Status(recording.status), Event.CAPTURE_ENDED, Kind(recording.type), captured_media)
     except IllegalTransition:
-        return False
+        return None
     _end_capture(recording, now, stop_reason)
     await _change(session, recording, target, now)
-    return True
+    return target
 
 
 async def _change(session: AsyncSession, recording: Recording, target: Status, now: datetime) -> None:

@@ -7,14 +7,23 @@ import asyncio
 import logging
 import os
 import shutil
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from recordkit.clock import utcnow
+from recordkit.clock import to_wire, utcnow
 from recordkit.db.models import Recording
 from recordkit.jobs.dispatcher import Job
 from recordkit.recording import config as rconfig
-from recordkit.recording.lifecycle import Status
+from recordkit.recording.lifecycle import Kind, Status
+from recordkit.recording.manifest import (
+    Manifest,
+    download_urls,
+    manifest_file_name,
+    read_manifest,
+    recovered_files,
+    write_manifest,
+)
 from recordkit.recording.service import Recordings, UploadOutcome
 from recordkit.recording.spool import spool_dir
 from recordkit.storage.bucket import LocalBucket
@@ -25,7 +34,7 @@ LINK_LIFETIME = timedelta(days=7)
 
 
 class Uploads:
-    """Runs `upload` jobs for composite recordings."""
+    """Runs `upload` jobs: a composite recording's file(s), or a track recording's files and manifest."""
 
     def __init__(self, recordings: Recordings, bucket: LocalBucket, data_dir: Path) -> None:
         self.recordings = recordings
@@ -41,6 +50,8 @@ class Uploads:
         await self.recordings.finish_upload(recording.id, outcome)
 
     def _store(self, recording: Recording) -> UploadOutcome:
+        if recording.type == Kind.TRACK.value:
+            return self._store_tracks(recording)
         names = [recording.output_file_name]
         audio_name = rconfig.audio_file_name(recording.config, recording.output_file_name)
         if audio_name:
@@ -71,6 +82,42 @@ class Uploads:
             download_url_expiry=datetime.fromtimestamp(expires_s, UTC).replace(tzinfo=None),
         )
 
+    def _store_tracks(self, recording: Recording) -> UploadOutcome:
+        """A track recording's files and manifest into the bucket; `download_url` grouped per layer (§11.3)."""
+        rid = recording.id
+        name = manifest_file_name(rid)
+        spool = spool_dir(self.data_dir, rid)
+        stored = self.bucket.path(rid, name)
+        # A retry after a restart may find the manifest already moved; a crash may have left none at all.
+        manifest = read_manifest(spool / name) or (read_manifest(stored) if stored is not None else None)
+        if manifest is None:
+            manifest = _recovered_manifest(recording, spool)
+            write_manifest(spool / name, manifest)
+        sizes = {entry.file_name: self._into_bucket(rid, entry.file_name) for entry in manifest.files}
+        manifest_size = self._into_bucket(rid, name)
+        missing = sorted(file_name for file_name, size in sizes.items() if size is None)
+        if missing:
+            log.error("recording %s: its track files %s are missing", rid, ", ".join(missing))
+        if manifest_size is None or len(missing) == len(sizes):
+            return UploadOutcome(False, recording.file_size, None, None, None)
+        completed = utcnow()
+        expires_s = int(completed.replace(tzinfo=UTC).timestamp()) + int(LINK_LIFETIME.total_seconds())
+
+        def link(file_name: str) -> str:
+            return self.bucket.signed_url(rid, file_name, expires_s)
+
+        files = [
+            replace(entry, file_size=size) for entry in manifest.files if (size := sizes[entry.file_name]) is not None
+        ]
+        manifest_link = {"file_name": name, "download_url": link(name), "file_size": manifest_size}
+        return UploadOutcome(
+            succeeded=not missing,  # a lost file is reported, never hidden behind UPLOADED
+            file_size=manifest_size + sum(entry.file_size for entry in files),
+            download_url=download_urls(files, link, manifest_link),
+            audio_download_url=None,
+            download_url_expiry=datetime.fromtimestamp(expires_s, UTC).replace(tzinfo=None),
+        )
+
     def _into_bucket(self, recording_id: str, name: str) -> int | None:
         """Move one file from the spool to the bucket (a rename on one disk); its size, or None if absent."""
         target = self.bucket.path(recording_id, name)
@@ -90,6 +137,23 @@ class Uploads:
             if source.exists():
                 source.unlink()
         return target.stat().st_size if target.exists() else None
+
+
+def _recovered_manifest(recording: Recording, spool: Path) -> Manifest:
+    """The manifest of a track recording whose recorder died before writing one, from its files' names."""
+    sizes = {path.name: path.stat().st_size for path in spool.glob("*") if path.is_file()} if spool.exists() else {}
+    layer_name = next(iter(recording.config.get("layers") or {"default": {}}))
+    started = recording.started_time
+    started_wall_s = started.replace(tzinfo=UTC).timestamp() if started is not None else None
+    return Manifest(
+        recording_id=recording.id,
+        meeting_id=recording.meeting_id,
+        session_id=recording.session_id,
+        started_time=to_wire(started) or "",
+        stopped_time=to_wire(recording.stopped_time) or "",
+        files=tuple(recovered_files(sizes, layer_name, started_wall_s)),
+        recovered=True,
+    )
 
 
 def _is_audio_only(recording: Recording) -> bool:

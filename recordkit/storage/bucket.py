@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from urllib.parse import quote
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+SAFE_NAME = re.compile(r"^(?!\.)[A-Za-z0-9._-]+$")
 
 
 def signature(key: str, recording_id: str, file_name: str, expires_s: int) -> str:

@@ -390,6 +390,9 @@ async def test_empty_query_values_count_as_absent(api: Api, app_id: str) -> None
 async def test_track_recording_needs_a_live_session(api: Api, app_id: str) -> None:
     meeting = await api.new_meeting(app_id)
     path = f"/{app_id}/recordings/track"
+    missing = "b3f6a2c4-1e5d-4a7b-9c8d-2f3e4a5b6c7d"
+    response = await api.call("POST", path, json={"meeting_id": missing})
+    assert_error(response, 404, f"No meeting found with id {missing}")
     response = await api.call("POST", path, json={"meeting_id": meeting["id"]})
     assert_error(response, 404, f"No active session found for meeting_id {meeting['id']}")
     participant = await api.new_participant(app_id, meeting["id"])
@@ -416,7 +419,7 @@ async def test_track_recording_needs_a_live_session(api: Api, app_id: str) -> No
         (
             {"layers": {"default": {"media_kind": "screen"}}},
             400,
-            '"layers.default.media_kind" must be one of [audio]',
+            '"layers.default.media_kind" must be one of [audio, video]',
         ),
         ({"layers": {"": {}}}, 400, '"layers." is not allowed'),
         ({"layers": {"a": {}, "b": {}}}, 400, '"layers" must have less than or equal to 1 key'),

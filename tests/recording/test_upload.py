@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
 
-from recordkit.clock import utcnow
+from recordkit.clock import parse_iso8601, utcnow
 from recordkit.db.models import Recording
 from recordkit.jobs.dispatcher import Job
-from recordkit.recording.recovery import recover
+from recordkit.meetings.sessions import peer_joined
+from recordkit.recording.config import track_file_name
+from recordkit.recording.manifest import Manifest, ManifestFile, manifest_file_name, read_manifest, write_manifest
+from recordkit.recording.recovery import fail_stale_invoked, recover
 from recordkit.recording.spool import spool_dir
 from recordkit.recording.upload import Uploads
 from tests.helpers import Api, JobLog
@@ -122,3 +126,81 @@ async def test_restart_finishes_what_was_recording(api: Api, app_id: str) -> Non
     assert (await api.ok("GET", f"/{app_id}/recordings/{waiting['id']}"))["status"] == "INVOKED"
     submitted = {(job.kind, job.recording_id) for job in jobs.jobs}
     assert ("record", waiting["id"]) in submitted and ("upload", uploading["id"]) in submitted
+
+
+async def test_a_recording_no_recorder_takes_in_time_ends_errored(api: Api, app_id: str) -> None:
+    waiting = await recording_in(api, app_id, "INVOKED")
+    async with api.services.db.write() as session:
+        row = await session.get(Recording, waiting["id"])
+        assert row is not None
+        row.invoked_time = utcnow() - timedelta(minutes=11)
+    sweep = asyncio.create_task(fail_stale_invoked(api.services.recordings, invoked_timeout_s=600, interval_s=0.05))
+    await asyncio.sleep(0.3)
+    sweep.cancel()
+    done = await api.ok("GET", f"/{app_id}/recordings/{waiting['id']}")
+    assert done["status"] == "ERRORED" and done["stop_reason"] == {"reason": "INTERNAL_ERROR", "caller": None}
+
+
+async def track_recording(api: Api, app_id: str, **body: Any) -> dict[str, Any]:
+    """A RECORDING track recording of a meeting with a live session."""
+    meeting = await api.new_meeting(app_id)
+    participant = await api.new_participant(app_id, meeting["id"])
+    await peer_joined(api.services.db, meeting["id"], participant["id"])
+    data = await api.ok("POST", f"/{app_id}/recordings/track", json={"meeting_id": meeting["id"], **body})
+    await api.services.recordings.capture_started(data["recording"]["id"])
+    return await api.ok("GET", f"/{app_id}/recordings/{data['recording']['id']}")
+
+
+def track_entry(name: str, user_id: str, peer_id: str, size: int) -> ManifestFile:
+    return ManifestFile(
+        name, "default", "audio", "opus", user_id, "user-x", "X", peer_id, 0.25, None, None, 1.0, size
+    )  # fmt: skip
+
+
+async def test_track_upload_links_every_file_per_layer_and_the_manifest(api: Api, app_id: str) -> None:
+    recording = await track_recording(api, app_id)
+    rid = recording["id"]
+    names = [track_file_name("default", user, f"peer-{user}", "audio", 1772445905120, "webm") for user in ("u1", "u2")]
+    for name, size in zip(names, (300, 500), strict=True):
+        spool_file(api, recording, name, b"\x1a" * size)
+    manifest = Manifest(rid, recording["meeting_id"], recording["session_id"], recording["started_time"], "x", (
+        track_entry(names[0], "u1", "peer-u1", 300), track_entry(names[1], "u2", "peer-u2", 500),
+    ))  # fmt: skip
+    manifest_size = write_manifest(spool_dir(api.services.settings.data_dir, rid) / manifest_file_name(rid), manifest)
+    await api.services.recordings.end_capture(rid, {"reason": "API_CALL", "caller": None}, file_size=123)
+    await uploads(api).run(Job("upload", rid))
+    done = await api.ok("GET", f"/{app_id}/recordings/{rid}")
+    assert done["status"] == "UPLOADED" and done["audio_download_url"] is None
+    assert done["file_size"] == 300 + 500 + manifest_size
+    (layer,) = done["download_url"]
+    assert layer["layer_name"] == "default" and set(layer["download_urls"]) == set(names)
+    first = layer["download_urls"][names[0]]
+    assert (first["user_id"], first["peer_id"], first["file_size"]) == ("u1", "peer-u1", 300)
+    response = await api.client.get(first["download_url"].removeprefix("http://testserver"))
+    assert response.status_code == 200 and response.headers["content-type"] == "audio/webm"
+    assert layer["manifest"]["file_name"] == manifest_file_name(rid) and layer["manifest"]["file_size"] == manifest_size
+    served = await api.client.get(layer["manifest"]["download_url"].removeprefix("http://testserver"))
+    assert Manifest.from_json(served.content) == manifest
+
+
+async def test_track_recording_cut_short_by_a_restart_uploads_its_files_with_a_rebuilt_manifest(
+    api: Api, app_id: str
+) -> None:
+    recording = await track_recording(api, app_id)
+    rid = recording["id"]
+    started_s = parse_iso8601(recording["started_time"]).replace(tzinfo=UTC).timestamp()
+    name = track_file_name("default", "u1", "p1", "audio", round(started_s * 1000) + 2500, "webm")
+    spool_file(api, recording, name, b"\x1a" * 640)
+    empty = await track_recording(api, app_id)
+    await recover(api.services.recordings, JobLog(), api.services.settings.data_dir, invoked_timeout_s=600)
+    nothing = await api.ok("GET", f"/{app_id}/recordings/{empty['id']}")
+    assert nothing["status"] == "ERRORED" and nothing["stop_reason"]["reason"] == "INTERNAL_ERROR", "no media"
+    cut = await api.ok("GET", f"/{app_id}/recordings/{rid}")
+    assert cut["status"] == "UPLOADING" and cut["file_size"] == 640
+    await uploads(api).run(Job("upload", rid))
+    done = await api.ok("GET", f"/{app_id}/recordings/{rid}")
+    assert done["status"] == "UPLOADED" and list(done["download_url"][0]["download_urls"]) == [name]
+    rebuilt = read_manifest(api.services.bucket.path(rid, manifest_file_name(rid)))
+    assert rebuilt is not None and rebuilt.recovered
+    (entry,) = rebuilt.files
+    assert (entry.user_id, entry.peer_id, entry.offset_s) == ("u1", "p1", 2.5)

@@ -41,7 +41,8 @@ def test_links_expire_and_resist_tampering(expires: str, given: str | None, vali
 def test_bucket_paths_and_urls(tmp_path: Path) -> None:
     bucket = LocalBucket(tmp_path, KEY, "https://rec.example.org/")
     assert bucket.path(RID, NAME) == tmp_path / RID / NAME
-    for bad in ("../x", ".hidden", "a/b", ""):
+    assert bucket.path(RID, "_prefixed_name.mp4") == tmp_path / RID / "_prefixed_name.mp4"
+    for bad in ("../x", "..", ".hidden", "a/b", ""):
         assert bucket.path(RID, bad) is None
         assert bucket.path(bad, NAME) is None
     sig = signature(KEY, RID, NAME, 1773052209)
@@ -59,6 +60,9 @@ def test_bucket_paths_and_urls(tmp_path: Path) -> None:
         ("a.ogg", "audio/ogg"),
         ("a.tar", "application/x-tar"),
         ("default_u_p_peer_audio_1772445905120.webm", "audio/webm"),
+        ("default_u_p_peer_video_1772445905120.webm", "video/webm"),
+        ("default_u_p_peer_video_1772445905120.mp4", "video/mp4"),
+        ("1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f_manifest.json", "application/json"),
     ],
 )
 def test_content_types(name: str, expected: str) -> None:
