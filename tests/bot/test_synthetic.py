@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
+from recordkit.bitmap_font import text_mask
 from recordkit.bot.marks import audio_samples, detect_beeps, detect_flashes, luma, mean_luma
 from recordkit.bot.synthetic import (
     BEEP_AMPLITUDE,
@@ -20,7 +21,6 @@ from recordkit.bot.synthetic import (
     SyntheticAudioTrack,
     SyntheticClock,
     SyntheticVideoTrack,
-    _glyph,
     _VideoPattern,
 )
 
@@ -28,7 +28,7 @@ from recordkit.bot.synthetic import (
 def read_frame_number(frame_luma: np.ndarray) -> str:
     """Read the zero-padded frame number back from the pixels, matching each digit cell against the font."""
     scale, margin = _VideoPattern.DIGIT_SCALE, _VideoPattern.MARGIN
-    glyphs = [_glyph(str(d), scale) for d in range(10)]
+    glyphs = [text_mask(str(d), scale) for d in range(10)]
     height, width = glyphs[0].shape
     top, left, step = margin + scale, margin + scale, width + scale
     digits = []
