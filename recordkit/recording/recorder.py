@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +34,7 @@ from recordkit.recording.encoder import AudioFileEncoder, CompositeEncoder
 from recordkit.recording.layout import Compositor
 from recordkit.recording.mixer import Mixer
 from recordkit.recording.plan import SAMPLE_RATE, OutputPlan
+from recordkit.recording.tasks import RecorderTasks
 from recordkit.recording.timeline import Timeline
 from recordkit.recording.watermark import Watermark, load_watermark
 
@@ -111,8 +112,7 @@ class Recorder:
         self._anyone_joined = False
         self._empty_since_s: float | None = None
         self._readers: dict[str, asyncio.Task[None]] = {}
-        self._work: set[asyncio.Task[Any]] = set()
-        self._hooks: set[asyncio.Task[Any]] = set()
+        self._tasks = RecorderTasks("recorder", self._vital_work_failed)
         self._finished: asyncio.Task[Finished] | None = None
         self._first_packet_told: asyncio.Task[Any] | None = None
         self._stop = asyncio.Event()
@@ -123,12 +123,11 @@ class Recorder:
         self._timeline = Timeline(time.time())
         if self.plan.composite is not None and self.plan.composite.video.watermark is not None:
             video = self.plan.composite.video
-            self._start(self._load_watermark(video.watermark, video.width, video.height))
-        self._start(self._follow_room(), vital=True)
-        self._start(self._output_loop(), vital=True)
+            self._tasks.start(self._load_watermark(video.watermark, video.width, video.height))
+        self._tasks.start(self._follow_room(), vital=True)
+        self._tasks.start(self._output_loop(), vital=True)
         await self._stop.wait()
-        while self._hooks:
-            await asyncio.gather(*list(self._hooks), return_exceptions=True)
+        await self._tasks.wait_for_hooks()
 
     def pause(self) -> None:
         if self._timeline is not None:
@@ -169,7 +168,7 @@ class Recorder:
                         self._inputs.changes.append(lambda peer=who.peer_id: self._unseat(peer))
                     case TrackAdded(track=track):
                         reading = self._read(track.track_id, track.kind, track.participant.peer_id)
-                        self._readers[track.track_id] = self._start(reading)
+                        self._readers[track.track_id] = self._tasks.start(reading)
                     case TrackEnded(track=track):
                         reader = self._readers.pop(track.track_id, None)
                         if reader is not None:
@@ -205,10 +204,10 @@ class Recorder:
             await self._in_worker(self._render, render_wall_s)
             if self.first_packet_wall_s is None and self._first_packet_written():
                 self.first_packet_wall_s = time.time()
-                self._first_packet_told = self._hook(self.hooks.first_packet(self._timeline_start()))
+                self._first_packet_told = self._tasks.hook(self.hooks.first_packet(self._timeline_start()))
             ending = self._ending(render_wall_s)
             if ending is not None:
-                self._hook(self._end_by_itself(ending))
+                self._tasks.hook(self._end_by_itself(ending))
                 return
             behind_s = time.time() - self.settings.jitter_s - render_wall_s
             # A short stall is caught up frame by frame; only a long one skips ahead, so the file keeps up.
@@ -235,9 +234,7 @@ class Recorder:
         await self.hooks.ended_by_itself(Ending(reason, finished, self.wrote_media))
 
     async def _finalise(self, stop_wall_s: float) -> Finished:
-        for task in self._work:
-            task.cancel()
-        await asyncio.gather(*self._work, return_exceptions=True)
+        await self._tasks.cancel_work()
         try:
             if self._timeline is not None:
                 # Render what was captured up to the stop instant, without waiting for stragglers.
@@ -249,28 +246,9 @@ class Recorder:
             self._executor.shutdown(wait=False)
             self._stop.set()
 
-    def _start(self, work: Coroutine[Any, Any, Any], *, vital: bool = False) -> asyncio.Task[Any]:
-        """Run capture work; when vital work fails, the recording ends with what it has."""
-        task = asyncio.create_task(work)
-        self._work.add(task)
-        task.add_done_callback(self._work.discard)
-        task.add_done_callback(lambda done: self._failed(done, vital))
-        return task
-
-    def _hook(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Tell the rest of recordkit something; never cancelled by `finish()`."""
-        task = asyncio.create_task(work)
-        self._hooks.add(task)
-        task.add_done_callback(self._hooks.discard)
-        task.add_done_callback(lambda done: self._failed(done, vital=False))
-        return task
-
-    def _failed(self, task: asyncio.Task[Any], vital: bool) -> None:
-        if task.cancelled() or task.exception() is None:
-            return
-        log.error("recorder task failed", exc_info=task.exception())
-        if vital and self._finished is None:
-            self._hook(self._end_by_itself("error"))
+    def _vital_work_failed(self) -> None:
+        if self._finished is None:
+            self._tasks.hook(self._end_by_itself("error"))
 
     async def _load_watermark(self, spec: Any, width: int, height: int) -> None:
         self._watermark = await load_watermark(spec, width, height)

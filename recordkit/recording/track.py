@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +38,7 @@ from recordkit.recording.control import Finished
 from recordkit.recording.manifest import Manifest, ManifestFile, manifest_file_name, wall_time_iso, write_manifest
 from recordkit.recording.passthrough import PassthroughFile, codec_name, muxing
 from recordkit.recording.recorder import Ending, RecorderHooks
+from recordkit.recording.tasks import RecorderTasks
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +125,7 @@ class TrackRecorder:
         self.files: list[ManifestFile] = []  # the closed files (the manifest lists them by offset)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="track-recorder")
         self._tracks: list[_Track] = []
-        self._work: set[asyncio.Task[Any]] = set()
-        self._hooks: set[asyncio.Task[Any]] = set()
+        self._tasks = RecorderTasks("track recorder", self._vital_work_failed)
         self._finished: asyncio.Task[Finished] | None = None
         self._attached_told: asyncio.Task[Any] | None = None
         self._stop = asyncio.Event()
@@ -140,13 +140,12 @@ class TrackRecorder:
         events = self.source.events()  # subscribed before time 0: nobody present is missed
         # Time 0 on the millisecond, so the manifest's offsets count from exactly the `started_time` shown.
         self.began_wall_s = math.floor(time.time() * 1000) / 1000
-        self._attached_told = self._hook(self.hooks.first_packet(self.began_wall_s))
-        self._start(self._follow_room(events), vital=True)
-        self._start(self._write_loop(), vital=True)
-        self._start(self._cap())
+        self._attached_told = self._tasks.hook(self.hooks.first_packet(self.began_wall_s))
+        self._tasks.start(self._follow_room(events), vital=True)
+        self._tasks.start(self._write_loop(), vital=True)
+        self._tasks.start(self._cap())
         await self._stop.wait()
-        while self._hooks:
-            await asyncio.gather(*list(self._hooks), return_exceptions=True)
+        await self._tasks.wait_for_hooks()
 
     def pause(self) -> None:
         """Never called: the service refuses pause for track recordings (§6.5)."""
@@ -178,7 +177,7 @@ class TrackRecorder:
                         continue
                     track = _Track(event.track)
                     self._tracks.append(track)
-                    self._start(self._read(track))
+                    self._tasks.start(self._read(track))
                 # Leaving needs nothing here: a peer's tracks end when it goes, and so do their readers.
 
     async def _read(self, track: _Track) -> None:
@@ -204,7 +203,7 @@ class TrackRecorder:
     async def _cap(self) -> None:
         assert self.began_wall_s is not None
         await asyncio.sleep(max(0.0, self.began_wall_s + self.plan.max_duration_s - time.time()))
-        self._hook(self._end_by_itself("max_seconds"))
+        self._tasks.hook(self._end_by_itself("max_seconds"))
 
     async def _end_by_itself(self, reason: str) -> None:
         assert self.began_wall_s is not None
@@ -216,9 +215,7 @@ class TrackRecorder:
         await self.hooks.ended_by_itself(Ending(reason, finished, finished.captured_media))
 
     async def _finalise(self, stop_wall_s: float) -> Finished:
-        for task in self._work:
-            task.cancel()
-        await asyncio.gather(*self._work, return_exceptions=True)
+        await self._tasks.cancel_work()
         size: int | None = None
         try:
             for track in self._tracks:
@@ -238,28 +235,9 @@ class TrackRecorder:
         ended_at = datetime.fromtimestamp(stop_wall_s, UTC).replace(tzinfo=None)
         return Finished(size, ended_at, captured_media=bool(self.files))
 
-    def _start(self, work: Coroutine[Any, Any, Any], *, vital: bool = False) -> asyncio.Task[Any]:
-        """Run capture work; when vital work fails, the recording ends with what it has."""
-        task = asyncio.create_task(work)
-        self._work.add(task)
-        task.add_done_callback(self._work.discard)
-        task.add_done_callback(lambda done: self._failed(done, vital))
-        return task
-
-    def _hook(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Tell the rest of recordkit something; never cancelled by `finish()`."""
-        task = asyncio.create_task(work)
-        self._hooks.add(task)
-        task.add_done_callback(self._hooks.discard)
-        task.add_done_callback(lambda done: self._failed(done, vital=False))
-        return task
-
-    def _failed(self, task: asyncio.Task[Any], vital: bool) -> None:
-        if task.cancelled() or task.exception() is None:
-            return
-        log.error("track recorder task failed", exc_info=task.exception())
-        if vital and self._finished is None:
-            self._hook(self._end_by_itself("error"))
+    def _vital_work_failed(self) -> None:
+        if self._finished is None:
+            self._tasks.hook(self._end_by_itself("error"))
 
     async def _in_worker(self, work: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
