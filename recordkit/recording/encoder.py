@@ -174,8 +174,10 @@ def _add_video_stream(container: OutputContainer, plan: VideoPlan) -> VideoStrea
             "crf": "23",
             "maxrate": str(maxrate),
             "bufsize": str(2 * maxrate),
-            # A keyframe every second and nowhere else: fragments of exactly one second.
-            "x264-params": f"keyint={plan.fps}:min-keyint={plan.fps}:scenecut=0",
+            # A keyframe every second and nowhere else: fragments of exactly one second. P macroblocks stay
+            # 16x16 (superfast's partitions): on the bots' 2-person 720p composite that took x264 from 9.6 to
+            # 7.5 ms per frame for 4 % more bits and 0.16 dB less Y-PSNR.
+            "x264-params": f"keyint={plan.fps}:min-keyint={plan.fps}:scenecut=0:partitions=i8x8,i4x4",
         }
     else:
         vp9 = plan.codec is VideoCodec.VP9
