@@ -41,9 +41,6 @@ import contextlib
 import math
 import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -63,9 +60,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/api_latency.py` needs the root for `tests.support`
     sys.path.insert(0, str(ROOT))
 
-ACCOUNT_ID = "7c9e4a1b2d3f4e5a8b6c0d1e2f3a4b5c"
-API_TOKEN = "rk_bench_" + "0123456789abcdef" * 2
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from bench.support import BenchError, bench_server, cpu_seconds  # noqa: E402
+from tests.helpers import ACCOUNT_ID, API_TOKEN, BASE  # noqa: E402
+from tests.support.server import Served  # noqa: E402
+
 BATCH = 5_000
 HISTORY_DAYS = 180
 TARGET_GET_P50_MS = 5.0
@@ -348,23 +346,7 @@ def seed_database(url: str, sizes: Sizes, public_url: str, seed: int, vacuum: bo
     return seeded
 
 
-# -- the server -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of one process, from /proc/<pid>/stat (0 if it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+# -- the database's CPU ---------------------------------------------------------------------------
 
 
 def postgres_backends(database: str) -> dict[int, float]:
@@ -379,66 +361,12 @@ def postgres_backends(database: str) -> dict[int, float]:
         except OSError:
             continue
         if cmdline.startswith(b"postgres: ") and needle in cmdline.replace(b"\0", b" "):
-            found[int(entry.name)] = cpu_seconds(int(entry.name))
+            with contextlib.suppress(OSError):  # the backend ended since the listing
+                found[int(entry.name)] = cpu_seconds(int(entry.name))
     return found
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    base_url: str
-    log_path: Path
-
-    def log_tail(self, chars: int = 6000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-
-@contextlib.contextmanager
-def running_server(data_dir: Path, database_url: str) -> Iterator[Server]:
-    """`recordkit serve` on a free port, until the block ends."""
-    port = free_port()
-    executable = Path(sys.executable).with_name("recordkit")
-    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "recordkit"]
-    command += ["serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
-    command += ["--database-url", database_url, "--log-level", "warning"]
-    env = {**os.environ, "RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID}
-    log_path = data_dir / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    server = Server(process, f"http://127.0.0.1:{port}", log_path)
-    try:
-        _wait_healthy(server)
-        yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_healthy(server: Server, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise BenchError(f"server exited with {server.process.returncode}:\n{server.log_tail()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{server.base_url}/healthz", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise BenchError(f"server did not answer /healthz within {timeout_s} s:\n{server.log_tail()}")
-
-
 # -- measuring ------------------------------------------------------------------------------------
-
-
-class BenchError(RuntimeError):
-    """A request failed or the server did not come up; the message carries the server log."""
 
 
 @dataclass(frozen=True)
@@ -474,7 +402,7 @@ class Result:
 class Meter:
     """Times calls through one keep-alive client and samples CPU of the server and its database."""
 
-    def __init__(self, backend: str, server: Server, database: str | None) -> None:
+    def __init__(self, backend: str, server: Served, database: str | None) -> None:
         self.backend = backend
         self.server = server
         self.database = database
@@ -497,7 +425,7 @@ class Meter:
     def measure(self, operation: str, warmup: Sequence[Call], timed: Sequence[Call]) -> Result:
         for call in warmup:
             self.send(call)
-        pid = self.server.process.pid
+        pid = self.server.pid
         server_before = cpu_seconds(pid)
         db_before = postgres_backends(self.database) if self.database else {}
         client_before = time.process_time()
@@ -516,7 +444,7 @@ class Meter:
 
 
 def run_requests(meter: Meter, seeded: Seeded, sizes: Sizes, rng: random.Random) -> list[Result]:
-    base = f"/client/v4/accounts/{ACCOUNT_ID}/realtime/kit/{seeded.app_id}/recordings"
+    base = f"{BASE}/{seeded.app_id}/recordings"
     results: list[Result] = []
     warm = sizes.warmup
 
@@ -561,7 +489,9 @@ class BackendRun:
 def run_backend(backend: str, sizes: Sizes, args: argparse.Namespace) -> BackendRun:
     began = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recordkit-bench-")))
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recordkit-bench-")))
+        data_dir = work / "data"  # the server's log goes next to it, into `work`
+        data_dir.mkdir()
         database: str | None = None
         if backend == "sqlite":
             from recordkit.config import sqlite_url
@@ -579,11 +509,11 @@ def run_backend(backend: str, sizes: Sizes, args: argparse.Namespace) -> Backend
         seeded = seed_database(url, sizes, "http://127.0.0.1:8787", args.seed, vacuum=not args.no_vacuum)
         mix = ", ".join(f"{status} {count:,}" for status, count in sorted(seeded.counts.items()))
         print(f"[{backend}] seeded in {seeded.seconds:.1f} s ({mix})", flush=True)
-        server = stack.enter_context(running_server(data_dir, url))
+        server = stack.enter_context(bench_server(data_dir, database_url=url))
         meter = Meter(backend, server, database)
         stack.callback(meter.close)
         results = run_requests(meter, seeded, sizes, random.Random(args.seed + 1))
-        server_cpu = cpu_seconds(server.process.pid)
+        server_cpu = cpu_seconds(server.pid)
         return BackendRun(backend, results, seeded, server_cpu, time.perf_counter() - began)
 
 

@@ -34,19 +34,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.support import bench_server, cpu_seconds
 from recordkit.bot.client import JoinedPeer, join
-from tests.helpers import ACCOUNT_ID, API_TOKEN
 from tests.support.media import PacketLoopTrack, Setup, encode_opus, encode_vp8, honour_keyframe_requests
-from tests.support.server import recordkit_serve
 
-TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 KINDS = ("audio", "video")
-
-
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system, all threads) the process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS_PER_S
 
 
 def udp_drops(pid: int) -> int:
@@ -211,11 +203,11 @@ def run_mesh(base_url: str, server_pid: int, setup: Setup, count: int, window_s:
         time.sleep(2)  # let keyframes and RTCP settle
         on_all(workers, "pause")
         before = on_all(workers, "drain")
-        server_before, wall_before, drops_before = cpu_s(server_pid), time.monotonic(), udp_drops(server_pid)
+        server_before, wall_before, drops_before = cpu_seconds(server_pid), time.monotonic(), udp_drops(server_pid)
         on_all(workers, "resume")
         time.sleep(window_s)
         on_all(workers, "pause")
-        server_cpu, wall = cpu_s(server_pid) - server_before, time.monotonic() - wall_before
+        server_cpu, wall = cpu_seconds(server_pid) - server_before, time.monotonic() - wall_before
         server_drops = udp_drops(server_pid) - drops_before
         after = on_all(workers, "drain")
     finally:
@@ -253,12 +245,13 @@ def run_mesh(base_url: str, server_pid: int, setup: Setup, count: int, window_s:
 
 
 def main(counts: list[int], window_s: float, processes: int) -> None:
-    env = {"RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID, "RECORDKIT_MEDIA_MAX_PEERS": "64"}
-    with tempfile.TemporaryDirectory() as tmp, recordkit_serve(Path(tmp) / "data", env=env) as served:
+    env = {"RECORDKIT_MEDIA_MAX_PEERS": "64"}
+    # Logged at serve's default level, info, as this bench always has been: that logging is part of the cost.
+    with tempfile.TemporaryDirectory() as tmp, bench_server(Path(tmp) / "data", log_level="info", env=env) as served:
         setup = Setup(served.base_url)
-        print(f"recordkit serve pid {served.process.pid}; {os.cpu_count()} cores; window {window_s:.0f} s per mesh")
+        print(f"recordkit serve pid {served.pid}; {os.cpu_count()} cores; window {window_s:.0f} s per mesh")
         for count in counts:
-            run_mesh(served.base_url, served.process.pid, setup, count, window_s, processes)
+            run_mesh(served.base_url, served.pid, setup, count, window_s, processes)
         setup.close()
 
 

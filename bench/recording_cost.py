@@ -48,14 +48,11 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -67,18 +64,22 @@ if str(ROOT) not in sys.path:  # `python bench/recording_cost.py` needs the root
     sys.path.insert(0, str(ROOT))
 
 import av  # noqa: E402
-import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench.support import (  # noqa: E402
+    Api,
+    BenchError,
+    bench_server,
+    cpu_seconds,
+    machine_busy_seconds,
+    memory_mb,
+    reset_peak,
+)
 from recordkit.bot.client import join  # noqa: E402
 from recordkit.bot.synthetic import EncodedLoopAudioTrack, EncodedLoopVideoTrack, SyntheticClock  # noqa: E402
 from recordkit.clock import parse_iso8601  # noqa: E402
 from recordkit.recording.layout import Rect, content_rect, grid  # noqa: E402
-
-ACCOUNT_ID = "7c9e4a1b2d3f4e5a8b6c0d1e2f3a4b5c"
-API_TOKEN = "rk_bench_" + "fedcba9876543210" * 2
-BASE = f"/client/v4/accounts/{ACCOUNT_ID}/realtime/kit"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from tests.support.server import Served  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 1280, 720, 30  # the default composite
 BOT_WIDTH, BOT_HEIGHT = 640, 360
@@ -116,37 +117,6 @@ FULL = Durations(3, 20, 60, 300, 30, 7, 5, 30, 6)
 
 
 # -- /proc ----------------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the whole process (all threads, finished ones included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def memory_mb(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM in MB."""
-    found: dict[str, float] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            found[key] = int(value.split()[0]) / 1024
-    return found
-
-
-def reset_peak(pid: int) -> bool:
-    """Reset VmHWM to the current RSS (Linux ≥ 4.0); False when not allowed."""
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds every process of the machine has spent busy (everything but idle and iowait)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (sum(values[:8]) - values[3] - values[4]) / CLK_TCK
 
 
 @dataclass(frozen=True)
@@ -203,106 +173,25 @@ class RssSampler:
         return max([memory["VmRSS"], memory.get("VmHWM", 0.0)] + [mb for _, mb in self.samples])
 
 
-# -- the server -----------------------------------------------------------------------------------
+# -- the server, the API and the bots -------------------------------------------------------------
 
 
-class BenchError(RuntimeError):
-    """A request failed or the server misbehaved; the message carries the server log's tail."""
+def log_size(served: Served) -> int:
+    """Bytes in the server log so far: an offset for `problem_lines`."""
+    return served.log_path.stat().st_size
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def problem_lines(served: Served, start: int, end: int | None = None) -> list[str]:
+    """Log lines between two offsets that report a warning, an error or a traceback."""
+    with served.log_path.open("rb") as log:
+        log.seek(start)
+        text = log.read(None if end is None else end - start).decode(errors="replace")
+    words = ("WARNING", "ERROR", "CRITICAL", "Traceback", "Exception", "failed")
+    return [line.strip() for line in text.splitlines() if any(word in line for word in words)]
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    base_url: str
-    data_dir: Path
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log_size(self) -> int:
-        return self.log_path.stat().st_size
-
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def problems(self, start: int, end: int | None = None) -> list[str]:
-        """Log lines between two offsets that report a warning, an error or a traceback."""
-        with self.log_path.open("rb") as log:
-            log.seek(start)
-            text = log.read(None if end is None else end - start).decode(errors="replace")
-        words = ("WARNING", "ERROR", "CRITICAL", "Traceback", "Exception", "failed")
-        return [line.strip() for line in text.splitlines() if any(word in line for word in words)]
-
-
-@contextlib.contextmanager
-def running_server(data_dir: Path) -> Iterator[Server]:
-    """`recordkit serve` on a free port with a SQLite database in `data_dir`, until the block ends."""
-    port = free_port()
-    command = [sys.executable, "-m", "recordkit", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--data-dir", str(data_dir), "--log-level", "warning"]
-    env = {**os.environ, "RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID}
-    log_path = data_dir.parent / f"{data_dir.name}-serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    server = Server(process, f"http://127.0.0.1:{port}", data_dir, log_path)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise BenchError(f"server exited with {process.returncode}:\n{server.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{server.base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise BenchError(f"server did not answer /healthz:\n{server.log_tail()}")
-            time.sleep(0.1)
-        yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-# -- the API and the bots -------------------------------------------------------------------------
-
-
-class Api:
-    """The REST calls the bench makes, on one keep-alive client."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.http = httpx.AsyncClient(
-            base_url=server.base_url + BASE, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=60
-        )
-        self.app_id = ""
-
-    async def close(self) -> None:
-        await self.http.aclose()
-
-    async def data(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = await self.http.request(method, path, **kwargs)
-        if response.status_code not in (200, 201):
-            raise BenchError(
-                f"{method} {path} answered {response.status_code}: {response.text[:500]}\n"
-                f"--- server log ---\n{self.server.log_tail()}"
-            )
-        return response.json()["data"]
-
-    async def new_app(self) -> str:
-        self.app_id = (await self.data("POST", "/apps", json={"name": "Recording bench"}))["app"]["id"]
-        return self.app_id
+class RecordingApi(Api):
+    """`Api` with the calls of a composite recording: meetings, participants, start, stop, download."""
 
     async def new_meeting(self) -> str:
         return str((await self.data("POST", f"/{self.app_id}/meetings", json={"title": "Bench"}))["id"])
@@ -315,28 +204,10 @@ class Api:
         result: dict[str, Any] = await self.data("POST", f"/{self.app_id}/recordings", json={"meeting_id": meeting_id})
         return result
 
-    async def get(self, recording_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.data("GET", f"/{self.app_id}/recordings/{recording_id}")
-        return result
-
     async def stop(self, recording_id: str) -> dict[str, Any]:
         body = {"action": "stop"}
         result: dict[str, Any] = await self.data("PUT", f"/{self.app_id}/recordings/{recording_id}", json=body)
         return result
-
-    async def until(
-        self, recording_id: str, wanted: set[str], poll_s: float, timeout_s: float = 30
-    ) -> tuple[dict[str, Any], float]:
-        """GET every `poll_s` until the status is in `wanted` (or a final one); the data and time.time() seen."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            data = await self.get(recording_id)
-            seen = time.time()
-            if data["status"] in wanted or data["status"] in ("UPLOADED", "ERRORED"):
-                return data, seen
-            if time.monotonic() > deadline:
-                raise BenchError(f"recording {recording_id} still {data['status']} after {timeout_s} s")
-            await asyncio.sleep(poll_s)
 
     async def download(self, url: str, target: Path) -> Path:
         async with self.http.stream("GET", url, headers={}) as response:
@@ -350,7 +221,7 @@ class Api:
 class Bots:
     """Bots of this process publishing pre-encoded loops into the server's meetings."""
 
-    def __init__(self, api: Api) -> None:
+    def __init__(self, api: RecordingApi) -> None:
         self.api = api
         self.stack = AsyncExitStack()
         self.videos: list[EncodedLoopVideoTrack] = []
@@ -367,7 +238,7 @@ class Bots:
             video = EncodedLoopVideoTrack(clock, BOT_WIDTH, BOT_HEIGHT, FPS, label=name)
             audio = EncodedLoopAudioTrack(clock, beep_frequency_hz=1000 + 100 * index)
             await self.stack.enter_async_context(
-                join(self.api.server.base_url, meeting_id, token, audio=audio, video=video)
+                join(self.api.served.base_url, meeting_id, token, audio=audio, video=video)
             )
             self.videos.append(video)
             self.audios.append(audio)
@@ -471,7 +342,9 @@ def check_file(path: Path, participants: int, data: dict[str, Any]) -> FileCheck
     )
 
 
-async def fetch_and_check(api: Api, data: dict[str, Any], participants: int, folder: Path) -> Callable[[], FileCheck]:
+async def fetch_and_check(
+    api: RecordingApi, data: dict[str, Any], participants: int, folder: Path
+) -> Callable[[], FileCheck]:
     """Download an UPLOADED recording now; the returned call decodes it later (when nothing is being measured)."""
     if data["status"] != "UPLOADED":
         failed = FileCheck(recorded_span_s(data), 0.0, 0, 0, 0.0, 0.0, 0.0, 0, 0, data["status"])
@@ -558,7 +431,7 @@ async def idle_window(pid: int, seconds: float) -> tuple[Cores, float]:
 
 
 async def cost_row(
-    server: Server, api: Api, participants: int, d: Durations, window_s: float, total_s: float, folder: Path
+    server: Served, api: RecordingApi, participants: int, d: Durations, window_s: float, total_s: float, folder: Path
 ) -> tuple[CostRow, StopResult, Callable[[], FileCheck]]:
     """One meeting of `participants` bots: idle baseline, then one recording measured over `window_s`, kept
     running to `total_s` after RECORDING, then stopped (stop → UPLOADED timed)."""
@@ -615,7 +488,7 @@ def file_size(path: Path) -> int:
         return 0
 
 
-async def start_trials(server: Server, api: Api, d: Durations) -> list[StartTrial]:
+async def start_trials(server: Served, api: RecordingApi, d: Durations) -> list[StartTrial]:
     """POST → time 0, → RECORDING, → first fragment, several times on one meeting of two bots."""
     bots = Bots(api)
     trials: list[StartTrial] = []
@@ -661,17 +534,17 @@ async def concurrency_level(
     """`level` recordings at once, each of its own meeting with two bots, on a fresh server."""
     data_dir = work / f"level-{level}-{attempt}"
     data_dir.mkdir()
-    with running_server(data_dir) as server:
-        api = Api(server)
+    with bench_server(data_dir) as server:
+        api = RecordingApi(server)
         bots = Bots(api)
         try:
-            await api.new_app()
+            await api.new_app("Recording bench")
             meetings = [await bots.meeting(2) for _ in range(level)]
             await asyncio.sleep(d.settle_s)
             idle, idle_rss = await idle_window(server.pid, d.level_idle_s)
             skipped_before = bots.skipped()
             reset_peak(server.pid)
-            log_start = server.log_size()
+            log_start = log_size(server)
             sampler = RssSampler(server.pid)
             sampler.start()
             posted = time.time()
@@ -691,7 +564,7 @@ async def concurrency_level(
             stop_times = await asyncio.gather(*(stop(s["id"]) for s in starts))
             peak = await sampler.stop()
             finals = await asyncio.gather(*(api.until(s["id"], {"UPLOADED"}, 0.1) for s in starts))
-            log_end = server.log_size()
+            log_end = log_size(server)
             skipped = bots.skipped() - skipped_before
             checks = [await fetch_and_check(api, data, 2, data_dir) for data, _ in finals]
         finally:
@@ -707,7 +580,7 @@ async def concurrency_level(
             start_max_s=start_max,
             stop_max_s=max(stop_times),
             bot_skips=skipped,
-            log_problems=server.problems(log_start, log_end),
+            log_problems=problem_lines(server, log_start, log_end),
         )
     return row, checks
 
@@ -739,10 +612,10 @@ async def run(d: Durations, work: Path) -> Results:
     results = Results(max_level=d.max_level)
     data_dir = work / "main"
     data_dir.mkdir()
-    with running_server(data_dir) as server:
-        api = Api(server)
+    with bench_server(data_dir) as server:
+        api = RecordingApi(server)
         try:
-            await api.new_app()
+            await api.new_app("Recording bench")
             row, stop, decode = await timed(
                 results,
                 f"cost, 2 participants ({d.long_s:.0f} s recording)",
@@ -760,7 +633,7 @@ async def run(d: Durations, work: Path) -> Results:
             results.starts = await timed(results, "start latency", start_trials(server, api, d))
         finally:
             await api.close()
-        results.log_problems = server.problems(0)
+        results.log_problems = problem_lines(server, 0)
     for level in range(1, d.max_level + 1):
         for attempt in (1, 2):
             name = f"{level} concurrent recording(s)" + (" again" if attempt > 1 else "")

@@ -35,9 +35,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,33 +53,15 @@ if str(ROOT) not in sys.path:  # `python bench/track_cost.py` needs the root for
 
 import httpx  # noqa: E402
 
+from bench.support import Api, bench_server, cpu_seconds, thread_cpu_seconds  # noqa: E402
 from recordkit.bot.client import join  # noqa: E402
 from recordkit.bot.synthetic import EncodedLoopAudioTrack, EncodedLoopVideoTrack, SyntheticClock  # noqa: E402
 from recordkit.clock import parse_iso8601  # noqa: E402
 
-ACCOUNT_ID = "7c9e4a1b2d3f4e5a8b6c0d1e2f3a4b5c"
-API_TOKEN = "rk_bench_" + "0123456789abcdef" * 2
-BASE = f"/client/v4/accounts/{ACCOUNT_ID}/realtime/kit"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PARTICIPANTS = 4
 TARGET_AUDIO_CORES = 0.02
 SETTLE_S = 3.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a whole process (all threads, finished ones included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def thread_cpu_seconds(pid: int) -> dict[int, float]:
-    """utime + stime of each live thread of a process, by thread id."""
-    found: dict[int, float] = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(FileNotFoundError):
-            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-            found[int(tid)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return found
+POLL_S = 0.05  # between GETs of a recording's status
 
 
 async def cores_over(pids: list[int], seconds: float) -> list[float]:
@@ -93,17 +73,11 @@ async def cores_over(pids: list[int], seconds: float) -> list[float]:
     return [(cpu_seconds(pid) - b) / wall_s for pid, b in zip(pids, before, strict=True)]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.contextmanager
-def running(command: list[str], log_path: Path, **kwargs: Any) -> Iterator[subprocess.Popen[bytes]]:
+def running(command: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A subprocess for the duration of the block, stopped with SIGTERM (then SIGKILL) afterwards."""
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, **kwargs)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
         yield process
     finally:
@@ -116,50 +90,6 @@ def running(command: list[str], log_path: Path, **kwargs: Any) -> Iterator[subpr
                 process.wait()
 
 
-@contextlib.contextmanager
-def server(work: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
-    """`recordkit serve` on a free port; yields the process, its base URL and its log."""
-    port = free_port()
-    command = [sys.executable, "-m", "recordkit", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--data-dir", str(work / "data"), "--log-level", "warning"]
-    env = {**os.environ, "RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID}
-    log_path = work / "serve.log"
-    with running(command, log_path, env=env) as process:
-        base_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited:\n{log_path.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not answer:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
-        yield process, base_url, log_path
-
-
-class Api:
-    def __init__(self, base_url: str) -> None:
-        self.http = httpx.AsyncClient(
-            base_url=base_url + BASE, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=60
-        )
-
-    async def data(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = await self.http.request(method, path, **kwargs)
-        if response.status_code not in (200, 201):
-            raise RuntimeError(f"{method} {path} answered {response.status_code}: {response.text[:500]}")
-        return response.json()["data"]
-
-    async def until(self, app_id: str, rid: str, wanted: set[str], timeout_s: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            data: dict[str, Any] = await self.data("GET", f"/{app_id}/recordings/{rid}")
-            if data["status"] in wanted or time.monotonic() > deadline:
-                return data
-            await asyncio.sleep(0.05)
-
-
 @dataclass
 class Row:
     label: str
@@ -169,15 +99,13 @@ class Row:
     worker_cores: float = 0.0  # threads the recording started (its file-writing worker)
 
 
-async def record(
-    api: Api, app_id: str, meeting_id: str, media_kind: str, pids: list[int], seconds: float, work: Path
-) -> Row:
+async def record(api: Api, meeting_id: str, media_kind: str, pids: list[int], seconds: float, work: Path) -> Row:
     """One track recording: measured for `seconds` once it runs, then stopped, uploaded and its files checked."""
     body = {"meeting_id": meeting_id, "layers": {"bench": {"file_name_prefix": "bench", "media_kind": media_kind}}}
     known = set(thread_cpu_seconds(pids[0]))
-    started = await api.data("POST", f"/{app_id}/recordings/track", json=body)
+    started = await api.data("POST", f"/{api.app_id}/recordings/track", json=body)
     rid = started["recording"]["id"]
-    recording = await api.until(app_id, rid, {"RECORDING"})
+    recording, _ = await api.until(rid, {"RECORDING"}, POLL_S)
     if recording["status"] != "RECORDING":
         raise RuntimeError(f"the recording did not start: {recording}")
     await asyncio.sleep(SETTLE_S)
@@ -186,8 +114,8 @@ async def record(
     threads_after, wall_s = thread_cpu_seconds(pids[0]), time.monotonic() - wall_before
     new = set(threads_after) - known
     worker_cores = sum(threads_after[tid] - threads_before.get(tid, 0.0) for tid in new) / wall_s
-    await api.data("PUT", f"/{app_id}/recordings/{rid}", json={"action": "stop"})
-    done = await api.until(app_id, rid, {"UPLOADED", "ERRORED"})
+    await api.data("PUT", f"/{api.app_id}/recordings/{rid}", json={"action": "stop"})
+    done, _ = await api.until(rid, {"UPLOADED", "ERRORED"}, POLL_S)
     return Row(f"{media_kind} layer", server_cores, bot_cores, await check_files(done, work), worker_cores)
 
 
@@ -221,9 +149,9 @@ async def check_files(done: dict[str, Any], work: Path) -> str:
 async def run(seconds: float, rounds: int) -> None:
     with tempfile.TemporaryDirectory(prefix="track-cost-") as folder:
         work = Path(folder)
-        with server(work) as (process, base_url, log_path):
-            api = Api(base_url)
-            app_id = (await api.data("POST", "/apps", json={"name": "Track bench"}))["app"]["id"]
+        with bench_server(work / "data") as served:
+            api = Api(served)
+            app_id = await api.new_app("Track bench")
             meeting_id = (await api.data("POST", f"/{app_id}/meetings", json={"title": "Track bench"}))["id"]
             tokens = []
             for index in range(PARTICIPANTS):
@@ -234,20 +162,20 @@ async def run(seconds: float, rounds: int) -> None:
                 }
                 participant = await api.data("POST", f"/{app_id}/meetings/{meeting_id}/participants", json=body)
                 tokens.append(participant["token"])
-            command = [sys.executable, "-m", "bench.track_cost", "bots", base_url, meeting_id, *tokens]
+            command = [sys.executable, "-m", "bench.track_cost", "bots", served.base_url, meeting_id, *tokens]
             with running(command, work / "bots.log") as bots:
                 await _wait_for_line(work / "bots.log", "joined", bots)
                 await asyncio.sleep(SETTLE_S)
-                pids = [process.pid, bots.pid]
+                pids = [served.pid, bots.pid]
                 # idle, audio, idle, video, idle, audio, …: every recording window has an idle one either side.
                 windows: list[Row] = [Row("idle", *await cores_over(pids, seconds))]
                 for _ in range(rounds):
                     for media_kind in ("audio", "video"):
-                        windows.append(await record(api, app_id, meeting_id, media_kind, pids, seconds, work))
+                        windows.append(await record(api, meeting_id, media_kind, pids, seconds, work))
                         await asyncio.sleep(SETTLE_S)
                         windows.append(Row("idle", *await cores_over(pids, seconds)))
-            problems = [line for line in log_path.read_text().splitlines() if "ERROR" in line or "Traceback" in line]
-        await api.http.aclose()
+            problems = [line for line in served.log().splitlines() if "ERROR" in line or "Traceback" in line]
+        await api.close()
     print_rows(windows, seconds, problems)
 
 

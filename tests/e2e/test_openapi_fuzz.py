@@ -5,7 +5,6 @@ storage secret sent in a request comes back in a response or the server's log.""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +21,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.helpers import ACCOUNT_ID, API_TOKEN, BASE
-from tests.support.postgres import fresh_database
-from tests.support.server import Served, recordkit_serve
+from tests.support.server import Served
 
-ENV = {"RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID}
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance]
 SECRET_KEYS = ("access_key", "secret", "secret_key", "password", "private_key")
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    data_dir = tmp_path_factory.mktemp("fuzz") / "data"
-    if request.param == "sqlite":
-        with recordkit_serve(data_dir, env=ENV) as server:
-            yield server
-        return
-    with fresh_database(request.getfixturevalue("pg_server")) as url, recordkit_serve(data_dir, url, ENV) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +14,7 @@ from cloudflare import Cloudflare
 from recordkit.db.engine import Database
 from recordkit.meetings.sessions import peer_joined
 from tests.helpers import ACCOUNT_ID, API_TOKEN
-from tests.support.postgres import fresh_database
-from tests.support.server import Served, recordkit_serve
-
-ENV = {"RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID}
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    data_dir = tmp_path_factory.mktemp("serve") / "data"
-    if request.param == "sqlite":
-        with recordkit_serve(data_dir, env=ENV) as server:
-            yield server
-        return
-    with fresh_database(request.getfixturevalue("pg_server")) as url, recordkit_serve(data_dir, url, ENV) as server:
-        yield server
+from tests.support.server import Served
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""A real `recordkit serve` in a subprocess on a free 127.0.0.1 port, for end-to-end tests."""
+"""A real `recordkit serve` in a subprocess on a free 127.0.0.1 port, for end-to-end tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -14,6 +14,13 @@ from pathlib import Path
 
 import httpx
 
+READY_TIMEOUT_S = 60  # generous: a benchmark may start the server while the machine is busy
+STOP_TIMEOUT_S = 20  # a server stopped mid-recording finalises its files before it exits
+
+
+class ServeFailed(RuntimeError):
+    """`recordkit serve` exited or did not answer /healthz in time; the message carries its log."""
+
 
 @dataclass(frozen=True)
 class Served:
@@ -23,8 +30,16 @@ class Served:
     log_path: Path
     process: subprocess.Popen[bytes]
 
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def log_tail(self, chars: int = 4000) -> str:
+        """The end of the log, to quote in an error message."""
+        return self.log()[-chars:]
 
 
 def free_port() -> int:
@@ -35,38 +50,48 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def recordkit_serve(
-    data_dir: Path, database_url: str | None = None, env: dict[str, str] | None = None
+    data_dir: Path,
+    database_url: str | None = None,
+    env: dict[str, str] | None = None,
+    *,
+    log_level: str | None = None,
 ) -> Iterator[Served]:
-    """Start `python -m recordkit serve`, wait for /healthz, and stop it (SIGTERM) afterwards."""
+    """Start `python -m recordkit serve`, wait for /healthz, and stop it (SIGTERM) afterwards.
+
+    The log goes next to `data_dir` (`serve-<port>.log`); `log_level` is serve's `--log-level` (default info).
+    """
     port = free_port()
     command = [sys.executable, "-m", "recordkit", "serve", "--port", str(port), "--data-dir", str(data_dir)]
     if database_url:
         command += ["--database-url", database_url]
+    if log_level:
+        command += ["--log-level", log_level]
     log_path = data_dir.parent / f"serve-{port}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             command, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
         )
-    base_url = f"http://127.0.0.1:{port}"
+    served = Served(f"http://127.0.0.1:{port}", data_dir, database_url or "", log_path, process)
     try:
-        _wait_healthy(base_url, process, log_path)
-        yield Served(base_url, data_dir, database_url or "", log_path, process)
+        _wait_healthy(served)
+        yield served
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
-def _wait_healthy(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 30
+def _wait_healthy(served: Served) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"recordkit serve exited with {process.returncode}:\n{log_path.read_text()}")
+        if served.process.poll() is not None:
+            raise ServeFailed(f"recordkit serve exited with {served.process.returncode}:\n{served.log()}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{served.base_url}/healthz", timeout=1).status_code == 200:
                 return
         time.sleep(0.1)
-    raise RuntimeError(f"recordkit serve did not answer within 30 s:\n{log_path.read_text()}")
+    raise ServeFailed(f"recordkit serve did not answer within {READY_TIMEOUT_S} s:\n{served.log()}")
