@@ -66,7 +66,62 @@ class SyntheticClock:
             await asyncio.sleep(delay_s)
 
 
-class SyntheticVideoTrack(MediaStreamTrack):
+class FramePacer:
+    """Hands out frame numbers at their clock times (frame n at n·`period_s`), for one track.
+
+    The first number is the next frame due; a consumer that falls more than `MAX_LAG_S` behind skips ahead
+    rather than bursting stale frames. With `step` > 1 numbers only start and resume at multiples of `step` (a
+    loop of `step` pre-encoded frames must not be entered mid-loop).
+    """
+
+    def __init__(self, clock: SyntheticClock, period_s: float, step: int = 1) -> None:
+        self.clock = clock
+        self.period_s = period_s
+        self.step = step
+        self.frames_sent = 0
+        self.frames_skipped = 0
+        self._next: int | None = None
+
+    async def next(self) -> int:
+        """The next frame number, returned at its clock time (at once when that has passed)."""
+        if self._next is None:
+            self._next = self._on_step(math.ceil(self.clock.now_s() / self.period_s))
+        index = self._next
+        await self.clock.sleep_until(index * self.period_s)
+        if self.clock.now_s() - index * self.period_s > MAX_LAG_S:
+            skip_to = self._on_step(math.floor(self.clock.now_s() / self.period_s))
+            self.frames_skipped += skip_to - index
+            index = skip_to
+            await self.clock.sleep_until(index * self.period_s)
+        self._next = index + 1
+        self.frames_sent += 1
+        return index
+
+    def _on_step(self, index: int) -> int:
+        return math.ceil(index / self.step) * self.step
+
+
+class PacedTrack(MediaStreamTrack):
+    """A track whose frames come at their clock times from a `FramePacer`, counting what it sent and skipped."""
+
+    pacer: FramePacer
+
+    @property
+    def frames_sent(self) -> int:
+        return self.pacer.frames_sent
+
+    @property
+    def frames_skipped(self) -> int:
+        """Frames skipped because the consumer fell behind real time."""
+        return self.pacer.frames_skipped
+
+    async def _next_index(self) -> int:
+        if self.readyState != "live":
+            raise MediaStreamError
+        return await self.pacer.next()
+
+
+class SyntheticVideoTrack(PacedTrack):
     """A live yuv420p test pattern: scrolling stripes, a moving bar, the frame number, and a white flash frame at
     every whole second of the clock.
 
@@ -88,29 +143,13 @@ class SyntheticVideoTrack(MediaStreamTrack):
         self.width = width
         self.height = height
         self.fps = fps
-        self.frames_sent = 0
-        self.frames_skipped = 0
+        self.pacer = FramePacer(clock, 1 / fps)
         self._pts_per_frame = VIDEO_CLOCK_RATE // fps
-        self._next_index: int | None = None
         self._pattern = _VideoPattern(width, height, label)
 
     async def recv(self) -> av.VideoFrame:
         """The next frame, returned at its clock time."""
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._next_index is None:
-            self._next_index = math.ceil(self.clock.now_s() * self.fps)
-        index = self._next_index
-        await self.clock.sleep_until(index / self.fps)
-        lag_s = self.clock.now_s() - index / self.fps
-        if lag_s > MAX_LAG_S:
-            skip_to = math.floor(self.clock.now_s() * self.fps)
-            self.frames_skipped += skip_to - index
-            index = skip_to
-        self._next_index = index + 1
-        frame = self.frame_at(index)
-        self.frames_sent += 1
-        return frame
+        return self.frame_at(await self._next_index())
 
     def frame_at(self, index: int) -> av.VideoFrame:
         """Frame number `index` (clock time index/fps), without waiting; used by `recv()` and by tests."""
@@ -124,7 +163,7 @@ class SyntheticVideoTrack(MediaStreamTrack):
         return frame
 
 
-class SyntheticAudioTrack(MediaStreamTrack):
+class SyntheticAudioTrack(PacedTrack):
     """Live s16 audio in 20 ms frames: near-silence, and a 1 kHz beep of 100 ms starting at each whole second.
 
     Frame m covers samples [m·n, (m+1)·n) with n = sample_rate/50; pts counts samples (time base
@@ -151,8 +190,7 @@ class SyntheticAudioTrack(MediaStreamTrack):
         self.clock = clock
         self.sample_rate = sample_rate
         self.channels = channels
-        self.frames_sent = 0
-        self.frames_skipped = 0
+        self.pacer = FramePacer(clock, AUDIO_PTIME_S)
         self._samples_per_frame = round(sample_rate * AUDIO_PTIME_S)
         self._frames_per_second = sample_rate // self._samples_per_frame
         self._layout = "mono" if channels == 1 else "stereo"
@@ -160,25 +198,10 @@ class SyntheticAudioTrack(MediaStreamTrack):
         # One second of audio each way, interleaved for packed s16; a frame is a slice of one of them.
         quiet, beep = _audio_seconds(sample_rate, beep_frequency_hz)
         self._quiet_second, self._beep_second = np.repeat(quiet, channels), np.repeat(beep, channels)
-        self._next_index: int | None = None
 
     async def recv(self) -> av.AudioFrame:
         """The next 20 ms frame, returned at its clock time."""
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._next_index is None:
-            self._next_index = math.ceil(self.clock.now_s() / AUDIO_PTIME_S)
-        index = self._next_index
-        await self.clock.sleep_until(index * AUDIO_PTIME_S)
-        lag_s = self.clock.now_s() - index * AUDIO_PTIME_S
-        if lag_s > MAX_LAG_S:
-            skip_to = math.floor(self.clock.now_s() / AUDIO_PTIME_S)
-            self.frames_skipped += skip_to - index
-            index = skip_to
-        self._next_index = index + 1
-        frame = self.frame_at(index)
-        self.frames_sent += 1
-        return frame
+        return self.frame_at(await self._next_index())
 
     def frame_at(self, index: int) -> av.AudioFrame:
         """Frame number `index` (20 ms each), without waiting; used by `recv()` and by tests."""
@@ -193,7 +216,7 @@ class SyntheticAudioTrack(MediaStreamTrack):
         return frame
 
 
-class EncodedLoopVideoTrack(MediaStreamTrack):
+class EncodedLoopVideoTrack(PacedTrack):
     """The synthetic video encoded once to VP8 and sent as a one-second loop of packets: no per-frame encoding.
 
     For load tests (many bots in one process): aiortc's real-time VP8 encode of 640×360 costs ~5–15 ms of CPU
@@ -221,29 +244,14 @@ class EncodedLoopVideoTrack(MediaStreamTrack):
         super().__init__()
         self.clock = clock
         self.fps = fps
-        self.frames_sent = 0
-        self.frames_skipped = 0
+        self.pacer = FramePacer(clock, 1 / fps, step=fps)
         self._source = SyntheticVideoTrack(clock, width, height, fps, label)
         frames = [self._source.frame_at(fps)] + [self._source.frame_at(i) for i in range(1, fps)]
         self.payloads = _encode_vp8(frames, bitrate)  # the loop's VP8 frames, keyframe (the flash) first
-        self._next_index: int | None = None
 
     async def recv(self) -> av.Packet:
         """The next encoded frame, returned at its clock time."""
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._next_index is None:
-            self._next_index = math.ceil(self.clock.now_s()) * self.fps
-        index = self._next_index
-        await self.clock.sleep_until(index / self.fps)
-        if self.clock.now_s() - index / self.fps > MAX_LAG_S:
-            skip_to = math.ceil(self.clock.now_s()) * self.fps
-            self.frames_skipped += skip_to - index
-            index = skip_to
-            await self.clock.sleep_until(index / self.fps)
-        self._next_index = index + 1
-        self.frames_sent += 1
-        return self.packet_at(index)
+        return self.packet_at(await self._next_index())
 
     def packet_at(self, index: int) -> av.Packet:
         """Encoded frame number `index` (a loop position), without waiting; used by `recv()` and by tests."""
@@ -253,7 +261,7 @@ class EncodedLoopVideoTrack(MediaStreamTrack):
         return packet
 
 
-class EncodedLoopAudioTrack(MediaStreamTrack):
+class EncodedLoopAudioTrack(PacedTrack):
     """The synthetic audio encoded once to Opus (48 kHz stereo, 20 ms packets) and sent as a one-second loop.
 
     The loop is cut from the middle of a longer encoding, so the seam (where the decoder's state jumps) falls
@@ -267,28 +275,14 @@ class EncodedLoopAudioTrack(MediaStreamTrack):
     def __init__(self, clock: SyntheticClock, beep_frequency_hz: float = BEEP_FREQUENCY_HZ) -> None:
         super().__init__()
         self.clock = clock
-        self.frames_sent = 0
-        self.frames_skipped = 0
+        self.pacer = FramePacer(clock, AUDIO_PTIME_S)
         source = SyntheticAudioTrack(clock, OPUS_SAMPLE_RATE, beep_frequency_hz=beep_frequency_hz)
         # One Opus packet per 20 ms slot of a second, and the encoder's look-ahead in samples.
         self.payloads, self._delay = _encode_opus_second(source)
-        self._next_index: int | None = None
 
     async def recv(self) -> av.Packet:
         """The next encoded 20 ms, returned at its clock time."""
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._next_index is None:
-            self._next_index = math.ceil(self.clock.now_s() / AUDIO_PTIME_S)
-        index = self._next_index
-        await self.clock.sleep_until(index * AUDIO_PTIME_S)
-        if self.clock.now_s() - index * AUDIO_PTIME_S > MAX_LAG_S:
-            skip_to = math.floor(self.clock.now_s() / AUDIO_PTIME_S)
-            self.frames_skipped += skip_to - index
-            index = skip_to
-        self._next_index = index + 1
-        self.frames_sent += 1
-        return self.packet_at(index)
+        return self.packet_at(await self._next_index())
 
     def packet_at(self, index: int) -> av.Packet:
         """Encoded 20 ms number `index`, without waiting; used by `recv()` and by tests."""
