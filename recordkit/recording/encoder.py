@@ -28,6 +28,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import av
 import numpy as np
@@ -215,7 +216,44 @@ def _threads(plan: VideoPlan) -> int:
     return 1 if plan.width * plan.height <= 1280 * 720 else 2
 
 
-class CompositeEncoder:
+class _SpoolFileEncoder:
+    """What both encoders share: the spool file, its mixed-audio track, and closing it once."""
+
+    _output: _Output
+    _audio: _AudioTrack
+
+    @property
+    def first_packet_at_s(self) -> float | None:
+        """Monotonic time at which the first encoded packet went to the file, or None before that."""
+        return self._output.first_packet_at_s
+
+    def write_audio(self, samples: np.ndarray, pts_s: float) -> None:
+        """Encode mixed audio, int16 shaped (channels, n), whose first sample is at `pts_s`."""
+        self._output.check_open()
+        self._audio.write(samples, pts_s)
+
+    def close(self) -> None:
+        """Drain the codecs and finish the file (a no-op when closed already)."""
+        if self._output.closed:
+            return
+        try:
+            self._drain()
+        finally:
+            self._output.close()
+
+    def _drain(self) -> None:
+        self._audio.flush()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class CompositeEncoder(_SpoolFileEncoder):
     """Encodes the composite (video + mixed audio) to a crash-safe spool file.
 
     The file's header is on disk when the constructor returns; the first fragment follows one second of
@@ -237,11 +275,6 @@ class CompositeEncoder:
         self._last_index: int | None = None
         self._reformatter = VideoReformatter()
         self.frames_dropped = 0
-
-    @property
-    def first_packet_at_s(self) -> float | None:
-        """Monotonic time at which the first encoded packet went to the file, or None before that."""
-        return self._output.first_packet_at_s
 
     @property
     def written_s(self) -> float:
@@ -269,31 +302,12 @@ class CompositeEncoder:
         frame.pts, frame.time_base = index, self._time_base
         self._output.mux(self._video.encode(frame))
 
-    def write_audio(self, samples: np.ndarray, pts_s: float) -> None:
-        """Encode mixed audio, int16 shaped (channels, n), whose first sample is at `pts_s`."""
-        self._output.check_open()
-        self._audio.write(samples, pts_s)
-
-    def close(self) -> None:
-        """Drain the codecs and finish the file (a no-op when closed already)."""
-        if self._output.closed:
-            return
-        try:
-            self._output.mux(self._video.encode(None))
-            self._audio.flush()
-        finally:
-            self._output.close()
-
-    def __enter__(self) -> CompositeEncoder:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+    def _drain(self) -> None:
+        self._output.mux(self._video.encode(None))
+        self._audio.flush()
 
 
-class AudioFileEncoder:
+class AudioFileEncoder(_SpoolFileEncoder):
     """Encodes the mixed audio alone to a crash-safe spool file (M4A, MP3 or Ogg Opus)."""
 
     def __init__(self, plan: AudioFile, spool_path: Path) -> None:
@@ -307,33 +321,6 @@ class AudioFileEncoder:
             raise
 
     @property
-    def first_packet_at_s(self) -> float | None:
-        """Monotonic time at which the first encoded packet went to the file, or None before that."""
-        return self._output.first_packet_at_s
-
-    @property
     def written_s(self) -> float:
         """Media time written so far, seconds."""
         return self._audio.written_s
-
-    def write_audio(self, samples: np.ndarray, pts_s: float) -> None:
-        """Encode mixed audio, int16 shaped (channels, n), whose first sample is at `pts_s`."""
-        self._output.check_open()
-        self._audio.write(samples, pts_s)
-
-    def close(self) -> None:
-        """Drain the codec and finish the file (a no-op when closed already)."""
-        if self._output.closed:
-            return
-        try:
-            self._audio.flush()
-        finally:
-            self._output.close()
-
-    def __enter__(self) -> AudioFileEncoder:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
