@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterator
 
 import pytest
 
+from recordkit.bot.marks import pair_marks
 from recordkit.bot.run import run_bot
 from tests.support.media import Setup, ThreadServer, serve_in_thread
 
@@ -15,6 +17,11 @@ from tests.support.media import Setup, ThreadServer, serve_in_thread
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServer]:
     with serve_in_thread(tmp_path_factory.mktemp("bots") / "data") as server:
         yield server
+
+
+def marks_after(marks_unix_s: list[float], clock_start_unix_s: float, second: int) -> list[float]:
+    """The marks made after whole second `second` of the sender's clock (each arrives within its own second)."""
+    return [t for t in marks_unix_s if math.floor(t - clock_start_unix_s) > second]
 
 
 @pytest.mark.parametrize("pre_encoded", [False, True], ids=["live", "pre-encoded"])
@@ -29,7 +36,7 @@ async def test_two_bots_receive_each_others_marks_in_sync(served: ThreadServer, 
             run_bot(
                 served.base_url,
                 who["token"],
-                duration_s=3.3,
+                duration_s=4.3,
                 name=who["name"],
                 receive_audio=1,
                 receive_video=1,
@@ -44,13 +51,19 @@ async def test_two_bots_receive_each_others_marks_in_sync(served: ThreadServer, 
         assert video is not None and audio is not None, report
         assert video.frames > (45 if pre_encoded else 60) and audio.frames > 100  # a loop starts on a whole second
         # Every whole second the other bot lived through while both were in (its clock started before joining).
-        assert len(video.marks_unix_s) >= 2 and len(audio.marks_unix_s) >= 2
+        assert len(video.marks_unix_s) >= 3 and len(audio.marks_unix_s) >= 3
         # Each mark in the second it was made, a little later (encoding, forwarding; measured here: 30–70 ms, and one
         # 335 ms outlier on a busy CI machine): typically well under 150 ms, never near the next second.
         delays_ms = sorted(video.delays_ms(sender.clock_start_unix_s) + audio.delays_ms(sender.clock_start_unix_s))
         assert delays_ms[0] >= 0 and delays_ms[-1] < 500, delays_ms
         assert delays_ms[len(delays_ms) // 2] < 150, delays_ms
-        sync = report.sync(sender.name)
-        assert sync.pairs >= 2 and not sync.unpaired_flashes_s and not sync.unpaired_beeps_s
+        # The first mark each receiver gets comes with its first frames (decoder start-up, first keyframe): on a
+        # loaded machine it was seen 130–335 ms late. Sync is judged on the marks of the following seconds.
+        first_second = min(math.floor(t - sender.clock_start_unix_s) for t in video.marks_unix_s + audio.marks_unix_s)
+        sync = pair_marks(
+            marks_after(video.marks_unix_s, sender.clock_start_unix_s, first_second),
+            marks_after(audio.marks_unix_s, sender.clock_start_unix_s, first_second),
+        )
+        assert sync.pairs >= 2 and not sync.unpaired_flashes_s and not sync.unpaired_beeps_s, sync
         # Measured here: median −10 to −14 ms (video is held a frame longer than audio by aiortc's jitter buffer).
         assert sync.worst_ms is not None and abs(sync.worst_ms) < 40, sync
