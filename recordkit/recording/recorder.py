@@ -40,7 +40,9 @@ from recordkit.recording.watermark import Watermark, load_watermark
 
 log = logging.getLogger(__name__)
 
-MAX_CATCH_UP_S = 1.0
+# How late the output may fall before it renders every other frame, and before it jumps to the present.
+CATCH_UP_S = 1.0
+MAX_CATCH_UP_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -209,9 +211,7 @@ class Recorder:
             if ending is not None:
                 self._tasks.hook(self._end_by_itself(ending))
                 return
-            behind_s = time.time() - self.settings.jitter_s - render_wall_s
-            # A short stall is caught up frame by frame; only a long one skips ahead, so the file keeps up.
-            tick += 1 if behind_s < MAX_CATCH_UP_S else math.floor(behind_s / interval_s)
+            tick = next_tick(tick, time.time() - self.settings.jitter_s - render_wall_s, interval_s)
 
     def _ending(self, render_wall_s: float) -> str | None:
         if self.first_packet_wall_s is not None and render_wall_s - self._timeline_start() >= self.plan.max_seconds:
@@ -361,6 +361,22 @@ class Recorder:
                 output.close()
         main = self.spool / self.plan.main_file_name
         return main.stat().st_size if main.exists() else None
+
+
+def next_tick(tick: int, behind_s: float, interval_s: float) -> int:
+    """The output frame to render after frame `tick`, when that one was rendered `behind_s` late.
+
+    Up to `CATCH_UP_S` late, the next frame: a stall is caught up frame by frame and loses nothing. Later than
+    that the recorder is not keeping up at the full rate (an overloaded machine), so it renders every other
+    frame, and every fourth in the second half of the band: less encoding work, and a file that shows a lower
+    frame rate for a while instead of freezing, its audio whole. Beyond `MAX_CATCH_UP_S` it jumps to the frame
+    due now, so the file keeps up with the meeting.
+    """
+    if behind_s <= CATCH_UP_S:
+        return tick + 1
+    if behind_s >= MAX_CATCH_UP_S:
+        return tick + math.floor(behind_s / interval_s)
+    return tick + (2 if behind_s < (CATCH_UP_S + MAX_CATCH_UP_S) / 2 else 4)
 
 
 async def _sleep_until(wall_s: float) -> None:
