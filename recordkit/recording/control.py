@@ -54,3 +54,6 @@ class Captures:
 
     def get(self, recording_id: str) -> Capture | None:
         return self._running.get(recording_id)
+
+    def __len__(self) -> int:
+        return len(self._running)

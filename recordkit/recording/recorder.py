@@ -121,7 +121,11 @@ class Recorder:
 
     async def run(self) -> None:
         """Capture until stopped: by `finish()`, or by itself (then `hooks.ended_by_itself` has been called)."""
+        if self._finished is not None:
+            return  # stopped before it started: nothing to start
         await self._in_worker(self._open_outputs)
+        if self._finished is not None:
+            return  # stopped while opening: finish() has closed the outputs
         self._timeline = Timeline(time.time())
         if self.plan.composite is not None and self.plan.composite.video.watermark is not None:
             video = self.plan.composite.video

@@ -19,7 +19,7 @@ from recordkit.recording.recorder import Ending, RecorderHooks
 from recordkit.recording.service import ALL_PEERS_LEFT, INTERNAL_ERROR, Recordings
 from recordkit.recording.spool import spool_dir
 from recordkit.recording.track import MAX_TRACK_SECONDS, TrackPlan, TrackRecorder
-from recordkit.recording.worker import MAX_SECONDS_REACHED
+from recordkit.recording.worker import MAX_SECONDS_REACHED, stopped_meanwhile
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,9 @@ class TrackRecorders:
         )
         self.recordings.captures.add(rid, recorder)
         try:
+            if await stopped_meanwhile(self.recordings, rid):
+                await recorder.finish()
+                return
             await recorder.run()
         except Exception:
             log.exception("recording %s: the track recorder failed", rid)
@@ -79,7 +82,9 @@ class TrackRecorders:
         try:
             recording = await self.recordings.capture_started(rid, began_at)
         except IllegalTransition:
+            # Stopped (or failed) before it attached: nobody will stop this recorder any more.
             log.info("recording %s was stopped before its recorder attached", rid)
+            await recorder.finish()
             return
         if not await self._session_is_live(recording.meeting_id, recording.session_id):
             # The session ended while we attached, and its end found us still INVOKED, so it could not stop

@@ -19,6 +19,13 @@ log = logging.getLogger(__name__)
 MAX_SECONDS_REACHED = {"reason": "API_CALL", "caller": None}
 
 
+async def stopped_meanwhile(recordings: Recordings, recording_id: str) -> bool:
+    """Whether the recording left INVOKED before its recorder was registered: a stop then found no recorder to
+    finish and ended the row alone, so the recorder must not start."""
+    recording = await recordings.get(recording_id)
+    return recording is None or recording.status != Status.INVOKED.value
+
+
 class CompositeRecorders:
     """Runs `record` jobs in this process, reading rooms of the in-process media plane."""
 
@@ -50,7 +57,7 @@ class CompositeRecorders:
             self.media.open_source(recording.meeting_id),
             spool_dir(self.data_dir, rid),
             RecorderHooks(
-                first_packet=lambda began_wall_s: self._started(rid, began_wall_s),
+                first_packet=lambda began_wall_s: self._started(recorder, rid, began_wall_s),
                 ended_by_itself=lambda end: self._ended(rid, end),
             ),
             keep_alive_s=meeting.session_keep_alive_time_in_secs,
@@ -58,6 +65,9 @@ class CompositeRecorders:
         )
         self.recordings.captures.add(rid, recorder)
         try:
+            if await stopped_meanwhile(self.recordings, rid):
+                await recorder.finish()
+                return
             await recorder.run()
         except Exception:
             log.exception("recording %s: the recorder failed", rid)
@@ -65,12 +75,14 @@ class CompositeRecorders:
         finally:
             self.recordings.captures.discard(rid)
 
-    async def _started(self, recording_id: str, began_wall_s: float) -> None:
+    async def _started(self, recorder: Recorder, recording_id: str, began_wall_s: float) -> None:
         began_at = datetime.fromtimestamp(began_wall_s, UTC).replace(tzinfo=None)
         try:
             await self.recordings.capture_started(recording_id, began_at)
         except IllegalTransition:
+            # Stopped (or failed) before its first frame: nobody will stop this recorder any more.
             log.info("recording %s was stopped before its first frame was written", recording_id)
+            await recorder.finish()
 
     async def _ended(self, recording_id: str, ending: Ending) -> None:
         size, ended_at = ending.finished.file_size, ending.finished.ended_at
