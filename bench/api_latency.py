@@ -2,7 +2,8 @@
 
 What it measures, per database backend (SQLite file, PostgreSQL):
 
-* ``start``        POST   .../recordings                    (one fresh ACTIVE meeting per call)
+* ``start``        POST   .../recordings                    (one fresh ACTIVE meeting per call; each recording
+                                                                 is stopped right after, untimed, its CPU counted)
 * ``get one``      GET    .../recordings/{id}               (random seeded ids)
 * ``list``         GET    .../recordings?per_page=100&status=UPLOADED
 * ``list active``  GET    .../recordings?per_page=100&status=RECORDING,PAUSED
@@ -45,7 +46,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -422,9 +423,18 @@ class Meter:
             )
         return response
 
-    def measure(self, operation: str, warmup: Sequence[Call], timed: Sequence[Call]) -> Result:
+    def measure(
+        self,
+        operation: str,
+        warmup: Sequence[Call],
+        timed: Sequence[Call],
+        then: Callable[[httpx.Response], None] | None = None,
+    ) -> Result:
+        """Time each of `timed` after sending `warmup`; `then` (untimed, its CPU counted) follows every call."""
         for call in warmup:
-            self.send(call)
+            response = self.send(call)
+            if then is not None:
+                then(response)
         pid = self.server.pid
         server_before = cpu_seconds(pid)
         db_before = postgres_backends(self.database) if self.database else {}
@@ -432,8 +442,10 @@ class Meter:
         latencies: list[float] = []
         for call in timed:
             began = time.perf_counter()
-            self.send(call)
+            response = self.send(call)
             latencies.append((time.perf_counter() - began) * 1000)
+            if then is not None:
+                then(response)
         client_cpu = time.process_time() - client_before
         server_cpu = cpu_seconds(pid) - server_before
         db_cpu: float | None = None
@@ -470,7 +482,12 @@ def run_requests(meter: Meter, seeded: Seeded, sizes: Sizes, rng: random.Random)
         Call("POST", base, body={"meeting_id": meeting_id, "file_name_prefix": "bench", "max_seconds": 3600})
         for meeting_id in seeded.fresh_meeting_ids
     ]
-    results.append(meter.measure("start (POST, fresh meeting)", starts[:warm], starts[warm:]))
+
+    def stop(started: httpx.Response) -> None:
+        # Each start launches a real recorder; left running, hundreds of them would be measured instead of the API.
+        meter.send(Call("PUT", f"{base}/{started.json()['data']['id']}", body={"action": "stop"}))
+
+    results.append(meter.measure("start (POST, fresh meeting)", starts[:warm], starts[warm:], then=stop))
     return results
 
 
