@@ -27,12 +27,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from recordkit.clock import to_wire
+from recordkit.clock import parse_iso8601, to_wire
 from recordkit.recording.config import TRACK_STREAM_KIND
 
 MANIFEST_VERSION = 1
@@ -59,9 +59,9 @@ def wall_time_iso(wall_s: float) -> str:
 
 @dataclass(frozen=True)
 class ManifestFile:
-    """One file of the recording and its place in time. Fields are None only in a manifest rebuilt after a
-    crash, which knows a file by its name alone (`offset_s` then comes from the name's milliseconds, to
-    within a few ms; the participant's custom id, name, last time and duration are unknown)."""
+    """One file of the recording and its place in time. In a manifest rebuilt after a crash `offset_s` comes
+    from the milliseconds in the file's name (to within a few ms) and the duration from the file itself;
+    fields are None there only when the file or the participant could not be read."""
 
     file_name: str
     layer_name: str
@@ -154,6 +154,18 @@ def recovered_files(sizes: dict[str, int], layer_name: str, started_wall_s: floa
             )
         )
     return entries
+
+
+def with_file_details(
+    entry: ManifestFile, person: tuple[str, str | None] | None, duration_s: float | None
+) -> ManifestFile:
+    """A rebuilt entry completed with its participant's (custom id, name) and the duration read from its file."""
+    last = None
+    if duration_s is not None and entry.first_sample_time is not None:
+        first = parse_iso8601(entry.first_sample_time).replace(tzinfo=UTC).timestamp()
+        last = wall_time_iso(first + duration_s)
+    custom_id, name = person if person is not None else (None, None)
+    return replace(entry, custom_participant_id=custom_id, name=name, duration_s=duration_s, last_sample_time=last)
 
 
 # What a track file holds, by its kind and extension (`passthrough.MUXINGS`).

@@ -11,8 +11,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import select
+
 from recordkit.clock import to_wire, utcnow
-from recordkit.db.models import Recording
+from recordkit.db.models import Participant, Recording
 from recordkit.jobs.dispatcher import Job
 from recordkit.recording import config as rconfig
 from recordkit.recording.lifecycle import Kind, Status
@@ -22,8 +24,10 @@ from recordkit.recording.manifest import (
     manifest_file_name,
     read_manifest,
     recovered_files,
+    with_file_details,
     write_manifest,
 )
+from recordkit.recording.remux import media_duration_s
 from recordkit.recording.service import Recordings, UploadOutcome
 from recordkit.recording.spool import spool_dir
 from recordkit.storage.bucket import LocalBucket
@@ -31,6 +35,8 @@ from recordkit.storage.bucket import LocalBucket
 log = logging.getLogger(__name__)
 
 LINK_LIFETIME = timedelta(days=7)
+# A meeting's participants by id: (custom_participant_id, name).
+People = dict[str, tuple[str, str | None]]
 
 
 class Uploads:
@@ -46,12 +52,23 @@ class Uploads:
         recording = await self.recordings.get(job.recording_id)
         if recording is None or recording.status != Status.UPLOADING.value:
             return
-        outcome = await asyncio.to_thread(self._store, recording)
+        people = await self._people(recording.meeting_id) if recording.type == Kind.TRACK.value else {}
+        outcome = await asyncio.to_thread(self._store, recording, people)
         await self.recordings.finish_upload(recording.id, outcome)
 
-    def _store(self, recording: Recording) -> UploadOutcome:
+    async def _people(self, meeting_id: str) -> People:
+        """The meeting's participants, for a track manifest that has to be rebuilt after a crash."""
+        async with self.recordings.db.read() as session:
+            rows = await session.execute(
+                select(Participant.id, Participant.custom_participant_id, Participant.name).where(
+                    Participant.meeting_id == meeting_id
+                )
+            )
+            return {participant_id: (custom_id, name) for participant_id, custom_id, name in rows}
+
+    def _store(self, recording: Recording, people: People) -> UploadOutcome:
         if recording.type == Kind.TRACK.value:
-            return self._store_tracks(recording)
+            return self._store_tracks(recording, people)
         names = [recording.output_file_name]
         audio_name = rconfig.audio_file_name(recording.config, recording.output_file_name)
         if audio_name:
@@ -82,7 +99,7 @@ class Uploads:
             download_url_expiry=datetime.fromtimestamp(expires_s, UTC).replace(tzinfo=None),
         )
 
-    def _store_tracks(self, recording: Recording) -> UploadOutcome:
+    def _store_tracks(self, recording: Recording, people: People) -> UploadOutcome:
         """A track recording's files and manifest into the bucket; `download_url` grouped per layer (§11.3)."""
         rid = recording.id
         name = manifest_file_name(rid)
@@ -91,7 +108,7 @@ class Uploads:
         # A retry after a restart may find the manifest already moved; a crash may have left none at all.
         manifest = read_manifest(spool / name) or (read_manifest(stored) if stored is not None else None)
         if manifest is None:
-            manifest = _recovered_manifest(recording, spool)
+            manifest = _recovered_manifest(recording, spool, people)
             write_manifest(spool / name, manifest)
         sizes = {entry.file_name: self._into_bucket(rid, entry.file_name) for entry in manifest.files}
         manifest_size = self._into_bucket(rid, name)
@@ -139,8 +156,9 @@ class Uploads:
         return target.stat().st_size if target.exists() else None
 
 
-def _recovered_manifest(recording: Recording, spool: Path) -> Manifest:
-    """The manifest of a track recording whose recorder died before writing one, from its files' names."""
+def _recovered_manifest(recording: Recording, spool: Path, people: People) -> Manifest:
+    """The manifest of a track recording whose recorder died before writing one: from its files' names, their
+    durations and the meeting's participants."""
     sizes = {path.name: path.stat().st_size for path in spool.glob("*") if path.is_file()} if spool.exists() else {}
     layer_name = next(iter(recording.config.get("layers") or {"default": {}}))
     started = recording.started_time
@@ -151,7 +169,10 @@ def _recovered_manifest(recording: Recording, spool: Path) -> Manifest:
         session_id=recording.session_id,
         started_time=to_wire(started) or "",
         stopped_time=to_wire(recording.stopped_time) or "",
-        files=tuple(recovered_files(sizes, layer_name, started_wall_s)),
+        files=tuple(
+            with_file_details(entry, people.get(entry.user_id), media_duration_s(spool / entry.file_name))
+            for entry in recovered_files(sizes, layer_name, started_wall_s)
+        ),
         recovered=True,
     )
 

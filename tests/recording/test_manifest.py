@@ -15,6 +15,7 @@ from recordkit.recording.manifest import (
     read_manifest,
     recovered_files,
     wall_time_iso,
+    with_file_details,
     write_manifest,
 )
 
@@ -84,3 +85,13 @@ def test_a_crashed_recordings_files_are_known_by_their_names() -> None:
         (late, PEER, "audio", "opus", 5.12, 10),
     ]
     assert found[0].first_sample_time == wall_time_iso(1772445902.0) == "2026-03-02T10:05:02.000Z"
+
+
+def test_a_rebuilt_entry_takes_its_participant_and_its_files_duration() -> None:
+    name = track_file_name("my_show", USER, PEER, "audio", 1772445905120, "webm")
+    (entry,) = recovered_files({name: 10}, "default", started_wall_s=1772445900.0)
+    full = with_file_details(entry, ("user-42", "Ada"), 12.5)
+    assert (full.custom_participant_id, full.name, full.duration_s) == ("user-42", "Ada", 12.5)
+    assert full.last_sample_time == wall_time_iso(1772445905.12 + 12.5) == "2026-03-02T10:05:17.620Z"
+    unknown = with_file_details(entry, None, None)
+    assert (unknown.custom_participant_id, unknown.name, unknown.duration_s, unknown.last_sample_time) == (None,) * 4

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from recordkit.recording.plan import VideoCodec
-from recordkit.recording.remux import remux_in_place
+from recordkit.recording.remux import media_duration_s, remux_in_place
 from tests.recording.test_encoder import KILL_SCRIPT
 
 
@@ -39,9 +39,12 @@ def test_killed_spool_is_rewritten_with_a_duration(codec: VideoCodec, suffix: st
     assert 2.0 <= float(after["format"]["duration"]) <= 4.1, (before.get("duration"), after["format"])
     assert {s["codec_type"] for s in after["streams"]} == {"video", "audio"}
     assert not path.with_name(path.name + ".remux").exists()
+    duration_s = media_duration_s(path)
+    assert duration_s is not None and abs(duration_s - float(after["format"]["duration"])) < 0.05
 
 
 def test_unreadable_file_is_kept_as_it_is(tmp_path: Path) -> None:
     path = tmp_path / "broken.webm"
     path.write_bytes(b"not a media file")
     assert remux_in_place(path) == 16 and path.read_bytes() == b"not a media file"
+    assert media_duration_s(path) is None

@@ -266,7 +266,8 @@ async def test_nobody_publishing_audio_ends_errored_without_files(server: Thread
 
 async def test_kill_9_mid_recording_then_restart_uploads_every_track_file(tmp_path: Path) -> None:
     """The files are on disk up to the last second before a crash; after a restart they are uploaded with a
-    manifest rebuilt from their names (offsets to the millisecond of the name)."""
+    manifest rebuilt from their names (offsets to the millisecond of the name), their durations and the meeting's
+    participants."""
     env = {"RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID}
     data_dir = tmp_path / "data"
     with recordkit_serve(data_dir, env=env) as first:
@@ -290,6 +291,11 @@ async def test_kill_9_mid_recording_then_restart_uploads_every_track_file(tmp_pa
     (path,) = files.values()
     (entry,) = manifest["files"]
     assert manifest["recovered"] and entry["user_id"] == person["id"] and abs(entry["offset_s"]) < 0.3
+    assert (entry["custom_participant_id"], entry["name"]) == (person["custom_participant_id"], "Witness")
     recorded_s = killed_s - parse_iso8601(done["started_time"]).replace(tzinfo=UTC).timestamp()
     duration_s = float(ffprobe(path)["format"]["duration"])
     assert recorded_s - 1.5 <= duration_s <= recorded_s, (duration_s, recorded_s)
+    # The rebuilt manifest reads each file's duration from the file itself.
+    assert entry["duration_s"] is not None and abs(entry["duration_s"] - duration_s) < 0.05, (entry, duration_s)
+    first_s, last_s = (parse_iso8601(entry[key]).timestamp() for key in ("first_sample_time", "last_sample_time"))
+    assert abs(last_s - first_s - entry["duration_s"]) < 0.002
