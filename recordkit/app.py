@@ -50,6 +50,7 @@ from recordkit.recording.track_worker import TrackRecorders
 from recordkit.recording.upload import Uploads
 from recordkit.recording.worker import CompositeRecorders
 from recordkit.storage.bucket import LocalBucket
+from recordkit.storage.retention import delete_expired_forever
 from recordkit.storage.secrets import SecretBox
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
     bucket = LocalBucket(settings.bucket_dir, creds.signing_key, settings.public_url)
     media = MediaPlane(db, session_events, settings.media)
     if isinstance(jobs, LocalDispatcher):
-        jobs.register("upload", Uploads(recordings, bucket, settings.data_dir).run)
+        jobs.register("upload", Uploads(recordings, bucket, settings.data_dir, settings.link_lifetime).run)
         recorder_settings = RecorderSettings(empty_start_min_s=settings.empty_meeting_timeout_s)
         jobs.register("record", CompositeRecorders(recordings, media, settings.data_dir, recorder_settings).run)
         jobs.register("record_tracks", TrackRecorders(recordings, media, settings.data_dir).run)
@@ -128,12 +129,13 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         # Emptied sessions end when their keep-alive runs out, even if nobody calls the API.
         sweeper = asyncio.create_task(sweep_forever(services.db, 1.0, services.session_events))
         stale = asyncio.create_task(fail_stale_invoked(services.recordings, settings.invoked_timeout_s))
+        retention = asyncio.create_task(delete_expired_forever(services.bucket, services.recordings))
         try:
             yield
         finally:
-            sweeper.cancel()
-            stale.cancel()
-            await asyncio.gather(sweeper, stale, return_exceptions=True)
+            for task in (sweeper, stale, retention):
+                task.cancel()
+            await asyncio.gather(sweeper, stale, retention, return_exceptions=True)
             await services.media.close()
             if isinstance(services.dispatcher, LocalDispatcher):
                 await services.dispatcher.close()

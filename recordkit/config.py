@@ -7,6 +7,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 CREDENTIALS_FILE = "credentials.json"
@@ -51,6 +52,8 @@ class Settings:
     # How long a recording started in an empty meeting waits for someone to join (recordings.md §7.4).
     empty_meeting_timeout_s: float = 60.0
     rate_limit_per_minute: int = 0
+    # How long the built-in bucket keeps a recording's files, which is also how long their links work (§10.2).
+    retention_days: float = 7.0
     server_recording_defaults: dict[str, object] = field(default_factory=dict)
     media: MediaSettings = field(default_factory=MediaSettings)
 
@@ -58,6 +61,11 @@ class Settings:
     def bucket_dir(self) -> Path:
         """Where the built-in bucket keeps its files."""
         return self.data_dir / "bucket"
+
+    @property
+    def link_lifetime(self) -> timedelta:
+        """How long a download link works, and the built-in bucket keeps its file."""
+        return timedelta(days=self.retention_days)
 
     @property
     def is_sqlite(self) -> bool:
@@ -132,9 +140,22 @@ def build_settings(
         public_url=(public_url or env.get("RECORDKIT_PUBLIC_URL") or "http://127.0.0.1:8787").rstrip("/"),
         rate_limit_per_minute=int(env.get("RECORDKIT_RATE_LIMIT_PER_MINUTE") or 0),
         empty_meeting_timeout_s=float(env.get("RECORDKIT_EMPTY_MEETING_TIMEOUT_S") or 60),
+        retention_days=retention_days(env),
         media=media_settings(env),
     )
     return settings, generated
+
+
+def retention_days(environ: Mapping[str, str]) -> float:
+    """`RECORDKIT_RETENTION_DAYS`: days the built-in bucket keeps files and their links work (default 7)."""
+    text = environ.get("RECORDKIT_RETENTION_DAYS") or "7"
+    try:
+        days = float(text)
+    except ValueError:
+        days = 0.0
+    if not 0 < days <= 36_500:
+        raise ValueError(f"RECORDKIT_RETENTION_DAYS must be a number of days in (0, 36500], not {text!r}")
+    return days
 
 
 def media_settings(environ: Mapping[str, str]) -> MediaSettings:

@@ -47,6 +47,8 @@ CAPTURING_NAMES = tuple(status.value for status in CAPTURING)
 TRACK_ACTIVE_NAMES = (Status.INVOKED.value, Status.RECORDING.value)
 ALL_PEERS_LEFT = {"reason": "ALL_PEERS_LEFT", "caller": None}
 INTERNAL_ERROR = {"reason": "INTERNAL_ERROR", "caller": None}
+# Ids per IN (...) list: well under SQLite's and asyncpg's limits on bound parameters.
+_IDS_PER_QUERY = 500
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,18 @@ class Recordings:
                 select(Recording.id).where(Recording.status == Status.INVOKED.value, Recording.invoked_time < cutoff)
             )
             return list(rows.scalars())
+
+    async def expired_among(self, recording_ids: Sequence[str], now: datetime) -> list[str]:
+        """Which of these recordings' download links ran out before `now`."""
+        expired: list[str] = []
+        async with self.db.read() as session:
+            for start in range(0, len(recording_ids), _IDS_PER_QUERY):
+                chunk = recording_ids[start : start + _IDS_PER_QUERY]
+                rows = await session.execute(
+                    select(Recording.id).where(Recording.id.in_(chunk), Recording.download_url_expiry < now)
+                )
+                expired += rows.scalars()
+        return expired
 
     async def get(self, recording_id: str) -> Recording | None:
         """Any recording by id, whatever its app (for workers, never for API callers)."""

@@ -34,7 +34,7 @@ from recordkit.storage.bucket import LocalBucket
 
 log = logging.getLogger(__name__)
 
-LINK_LIFETIME = timedelta(days=7)
+LINK_LIFETIME = timedelta(days=7)  # the default; the operator sets it with the bucket's retention
 # A meeting's participants by id: (custom_participant_id, name).
 People = dict[str, tuple[str, str | None]]
 
@@ -42,10 +42,13 @@ People = dict[str, tuple[str, str | None]]
 class Uploads:
     """Runs `upload` jobs: a composite recording's file(s), or a track recording's files and manifest."""
 
-    def __init__(self, recordings: Recordings, bucket: LocalBucket, data_dir: Path) -> None:
+    def __init__(
+        self, recordings: Recordings, bucket: LocalBucket, data_dir: Path, link_lifetime: timedelta = LINK_LIFETIME
+    ) -> None:
         self.recordings = recordings
         self.bucket = bucket
         self.data_dir = data_dir
+        self.link_lifetime = link_lifetime
 
     async def run(self, job: Job) -> None:
         """Upload one recording; a recording no longer UPLOADING is left alone (a retry after restart)."""
@@ -78,7 +81,7 @@ class Uploads:
             log.error("recording %s: its file %s is missing", recording.id, recording.output_file_name)
             return UploadOutcome(False, recording.file_size, None, None, None)
         completed = utcnow()
-        expires_s = int(completed.replace(tzinfo=UTC).timestamp()) + int(LINK_LIFETIME.total_seconds())
+        expires_s = int(completed.replace(tzinfo=UTC).timestamp()) + int(self.link_lifetime.total_seconds())
         main_url = self.bucket.signed_url(recording.id, recording.output_file_name, expires_s)
         audio_url = main_url if _is_audio_only(recording) else None
         if audio_name and sizes[audio_name] is not None:
@@ -118,7 +121,7 @@ class Uploads:
         if manifest_size is None or len(missing) == len(sizes):
             return UploadOutcome(False, recording.file_size, None, None, None)
         completed = utcnow()
-        expires_s = int(completed.replace(tzinfo=UTC).timestamp()) + int(LINK_LIFETIME.total_seconds())
+        expires_s = int(completed.replace(tzinfo=UTC).timestamp()) + int(self.link_lifetime.total_seconds())
 
         def link(file_name: str) -> str:
             return self.bucket.signed_url(rid, file_name, expires_s)

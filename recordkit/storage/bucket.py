@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import quote
 
@@ -42,6 +43,17 @@ class LocalBucket:
         if not SAFE_NAME.match(recording_id) or not SAFE_NAME.match(file_name):
             return None
         return self.root / recording_id / file_name
+
+    def recording_ids(self) -> list[str]:
+        """The recordings that have a folder in the bucket."""
+        if not self.root.is_dir():
+            return []
+        return sorted(entry.name for entry in self.root.iterdir() if entry.is_dir() and SAFE_NAME.match(entry.name))
+
+    def delete(self, recording_id: str) -> None:
+        """Delete a recording's folder and every file in it (nothing when it is not there)."""
+        if SAFE_NAME.match(recording_id):
+            shutil.rmtree(self.root / recording_id, ignore_errors=True)
 
     def signed_url(self, recording_id: str, file_name: str, expires_s: int) -> str:
         """A download link that works until `expires_s` (Unix seconds)."""

@@ -1,9 +1,13 @@
-"""Operator credentials: generated once per data dir, kept private, overridden by the environment."""
+"""Operator settings: credentials generated once per data dir, kept private, overridden by the environment;
+database URLs; retention."""
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 from recordkit.config import build_settings, load_credentials, normalise_database_url
 
@@ -32,3 +36,12 @@ def test_database_urls(tmp_path: Path) -> None:
     assert settings.is_sqlite
     assert normalise_database_url("postgresql://u@h:5432/d") == "postgresql+asyncpg://u@h:5432/d"
     assert normalise_database_url("postgres://u@h/d") == "postgresql+asyncpg://u@h/d"
+
+
+def test_retention_sets_how_long_files_and_links_last(tmp_path: Path) -> None:
+    assert build_settings(tmp_path, environ={})[0].link_lifetime == timedelta(days=7)
+    settings, _ = build_settings(tmp_path, environ={"RECORDKIT_RETENTION_DAYS": "30"})
+    assert settings.retention_days == 30 and settings.link_lifetime == timedelta(days=30)
+    for bad in ("0", "-1", "forever", "nan", "inf"):
+        with pytest.raises(ValueError, match="RECORDKIT_RETENTION_DAYS"):
+            build_settings(tmp_path, environ={"RECORDKIT_RETENTION_DAYS": bad})
