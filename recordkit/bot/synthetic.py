@@ -107,6 +107,10 @@ class PacedTrack(MediaStreamTrack):
     pacer: FramePacer
 
     @property
+    def clock(self) -> SyntheticClock:
+        return self.pacer.clock
+
+    @property
     def frames_sent(self) -> int:
         return self.pacer.frames_sent
 
@@ -139,7 +143,6 @@ class SyntheticVideoTrack(PacedTrack):
             raise ValueError("yuv420p needs an even width and height")
         if fps <= 0 or VIDEO_CLOCK_RATE % fps:
             raise ValueError("fps must divide 90000 so every frame has an exact pts")
-        self.clock = clock
         self.width = width
         self.height = height
         self.fps = fps
@@ -187,7 +190,6 @@ class SyntheticAudioTrack(PacedTrack):
             raise ValueError("sample_rate must be a multiple of 50 so 20 ms frames tile each second")
         if channels not in (1, 2):
             raise ValueError("channels must be 1 or 2")
-        self.clock = clock
         self.sample_rate = sample_rate
         self.channels = channels
         self.pacer = FramePacer(clock, AUDIO_PTIME_S)
@@ -242,7 +244,6 @@ class EncodedLoopVideoTrack(PacedTrack):
         bitrate: int = VP8_BITRATE,
     ) -> None:
         super().__init__()
-        self.clock = clock
         self.fps = fps
         self.pacer = FramePacer(clock, 1 / fps, step=fps)
         self._source = SyntheticVideoTrack(clock, width, height, fps, label)
@@ -274,7 +275,6 @@ class EncodedLoopAudioTrack(PacedTrack):
 
     def __init__(self, clock: SyntheticClock, beep_frequency_hz: float = BEEP_FREQUENCY_HZ) -> None:
         super().__init__()
-        self.clock = clock
         self.pacer = FramePacer(clock, AUDIO_PTIME_S)
         source = SyntheticAudioTrack(clock, OPUS_SAMPLE_RATE, beep_frequency_hz=beep_frequency_hz)
         # One Opus packet per 20 ms slot of a second, and the encoder's look-ahead in samples.

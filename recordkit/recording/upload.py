@@ -34,7 +34,6 @@ from recordkit.storage.bucket import LocalBucket
 
 log = logging.getLogger(__name__)
 
-LINK_LIFETIME = timedelta(days=7)  # the default; the operator sets it with the bucket's retention
 # A meeting's participants by id: (custom_participant_id, name).
 People = dict[str, tuple[str, str | None]]
 
@@ -42,9 +41,7 @@ People = dict[str, tuple[str, str | None]]
 class Uploads:
     """Runs `upload` jobs: a composite recording's file(s), or a track recording's files and manifest."""
 
-    def __init__(
-        self, recordings: Recordings, bucket: LocalBucket, data_dir: Path, link_lifetime: timedelta = LINK_LIFETIME
-    ) -> None:
+    def __init__(self, recordings: Recordings, bucket: LocalBucket, data_dir: Path, link_lifetime: timedelta) -> None:
         self.recordings = recordings
         self.bucket = bucket
         self.data_dir = data_dir
@@ -80,8 +77,7 @@ class Uploads:
         if sizes[recording.output_file_name] is None:
             log.error("recording %s: its file %s is missing", recording.id, recording.output_file_name)
             return UploadOutcome(False, recording.file_size, None, None, None)
-        completed = utcnow()
-        expires_s = int(completed.replace(tzinfo=UTC).timestamp()) + int(self.link_lifetime.total_seconds())
+        expires_s = self._links_expire_s()
         main_url = self.bucket.signed_url(recording.id, recording.output_file_name, expires_s)
         audio_url = main_url if _is_audio_only(recording) else None
         if audio_name and sizes[audio_name] is not None:
@@ -120,8 +116,7 @@ class Uploads:
             log.error("recording %s: its track files %s are missing", rid, ", ".join(missing))
         if manifest_size is None or len(missing) == len(sizes):
             return UploadOutcome(False, recording.file_size, None, None, None)
-        completed = utcnow()
-        expires_s = int(completed.replace(tzinfo=UTC).timestamp()) + int(self.link_lifetime.total_seconds())
+        expires_s = self._links_expire_s()
 
         def link(file_name: str) -> str:
             return self.bucket.signed_url(rid, file_name, expires_s)
@@ -137,6 +132,10 @@ class Uploads:
             audio_download_url=None,
             download_url_expiry=datetime.fromtimestamp(expires_s, UTC).replace(tzinfo=None),
         )
+
+    def _links_expire_s(self) -> int:
+        """When links made now expire (Unix seconds): the upload's completion, whole seconds, plus their lifetime."""
+        return int(utcnow().replace(tzinfo=UTC).timestamp()) + int(self.link_lifetime.total_seconds())
 
     def _into_bucket(self, recording_id: str, name: str) -> int | None:
         """Move one file from the spool to the bucket (a rename on one disk); its size, or None if absent."""

@@ -29,7 +29,7 @@ async def app_id(api: Api) -> str:
 
 def uploads(api: Api) -> Uploads:
     services = api.services
-    return Uploads(services.recordings, services.bucket, services.settings.data_dir)
+    return Uploads(services.recordings, services.bucket, services.settings.data_dir, services.settings.link_lifetime)
 
 
 def spool_file(api: Api, recording: dict[str, Any], name: str | None = None, content: bytes = b"\x00" * 1000) -> None:
