@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import ACCOUNT_ID, API_TOKEN, BASE
+from tests.helpers import API_TOKEN, BASE, CREDENTIALS_ENV
 from tests.support.server import Served, ServeFailed, recordkit_serve
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -84,7 +84,7 @@ def bench_server(
 ) -> Iterator[Served]:
     """`recordkit serve` for a benchmark: the token and account `Api` uses, `log_level` (so the log holds
     only problems by default), and a failed start raised as a BenchError."""
-    env = {"RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID, **(env or {})}
+    env = {**CREDENTIALS_ENV, **(env or {})}
     with contextlib.ExitStack() as stack:
         try:
             served = stack.enter_context(recordkit_serve(data_dir, database_url, env, log_level=log_level))

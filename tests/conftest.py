@@ -12,7 +12,7 @@ import pytest
 from recordkit.app import create_app
 from recordkit.config import build_settings
 from recordkit.db.migrate import upgrade
-from tests.helpers import ACCOUNT_ID, API_TOKEN, Api, JobLog
+from tests.helpers import CREDENTIALS_ENV, Api, JobLog
 from tests.support.postgres import fresh_database, postgres_server
 
 
@@ -47,8 +47,7 @@ async def api(database_url: str, data_dir: Path) -> AsyncIterator[Api]:
     Background jobs are only logged, not run, so what a test sees does not race with a worker;
     tests that need a job's effect run it themselves.
     """
-    env = {"RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID}
-    settings, _ = build_settings(data_dir, database_url, "http://testserver", environ=env)
+    settings, _ = build_settings(data_dir, database_url, "http://testserver", environ=CREDENTIALS_ENV)
     jobs = JobLog()
     app = create_app(settings, dispatcher=jobs)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

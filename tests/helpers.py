@@ -12,6 +12,8 @@ from recordkit.jobs.dispatcher import Job
 API_TOKEN = "rk_test_token_0123456789abcdef"
 ACCOUNT_ID = "7c9e4a1b2d3f4e5a8b6c0d1e2f3a4b5c"
 BASE = f"/client/v4/accounts/{ACCOUNT_ID}/realtime/kit"
+# What a recordkit process needs in its environment to use the tests' token and account.
+CREDENTIALS_ENV = {"RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID}
 BARE = f"/accounts/{ACCOUNT_ID}/realtime/kit"
 
 

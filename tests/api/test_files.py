@@ -9,7 +9,7 @@ import httpx
 
 from recordkit.app import create_app
 from recordkit.config import build_settings
-from tests.helpers import ACCOUNT_ID, API_TOKEN, BASE, Api, assert_error
+from tests.helpers import API_TOKEN, BASE, CREDENTIALS_ENV, Api, assert_error
 
 RID = "9a7d3e21-5c4b-4f6a-8e2d-1b0c9f8e7d6a"
 
@@ -52,7 +52,7 @@ async def test_bad_expired_and_missing_links(api: Api) -> None:
 
 
 async def test_rate_limit_answers_429_with_retry_after(database_url: str, tmp_path: Path) -> None:
-    env = {"RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID, "RECORDKIT_RATE_LIMIT_PER_MINUTE": "5"}
+    env = {**CREDENTIALS_ENV, "RECORDKIT_RATE_LIMIT_PER_MINUTE": "5"}
     settings, _ = build_settings(tmp_path, database_url, "http://testserver", environ=env)
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)

@@ -6,11 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import ACCOUNT_ID, API_TOKEN
+from tests.helpers import CREDENTIALS_ENV
 from tests.support.postgres import fresh_database
 from tests.support.server import Served, recordkit_serve
-
-ENV = {"RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID}
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -18,8 +16,11 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """The server of a module's tests, once on each database backend (a module may define its own)."""
     data_dir = tmp_path_factory.mktemp("serve") / "data"
     if request.param == "sqlite":
-        with recordkit_serve(data_dir, env=ENV) as server:
+        with recordkit_serve(data_dir, env=CREDENTIALS_ENV) as server:
             yield server
         return
-    with fresh_database(request.getfixturevalue("pg_server")) as url, recordkit_serve(data_dir, url, ENV) as server:
+    with (
+        fresh_database(request.getfixturevalue("pg_server")) as url,
+        recordkit_serve(data_dir, url, CREDENTIALS_ENV) as server,
+    ):
         yield server

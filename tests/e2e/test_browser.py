@@ -21,7 +21,7 @@ from playwright.async_api import BrowserContext, Page, async_playwright
 
 from recordkit.bot.client import JoinedPeer, join
 from recordkit.bot.synthetic import SyntheticAudioTrack, SyntheticClock, SyntheticVideoTrack
-from tests.helpers import ACCOUNT_ID, API_TOKEN, BASE
+from tests.helpers import API_TOKEN, BASE, CREDENTIALS_ENV
 from tests.support.server import Served, recordkit_serve
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -56,8 +56,7 @@ class Person:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    env = {"RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID}
-    with recordkit_serve(tmp_path_factory.mktemp("browser") / "data", env=env) as server:
+    with recordkit_serve(tmp_path_factory.mktemp("browser") / "data", env=CREDENTIALS_ENV) as server:
         yield server
 
 

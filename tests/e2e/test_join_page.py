@@ -12,7 +12,7 @@ import pytest
 
 from recordkit.api.join_page import RedactTokens
 from recordkit.meetings.tokens import ParticipantClaims, ParticipantTokens
-from tests.helpers import ACCOUNT_ID, API_TOKEN, Api
+from tests.helpers import ACCOUNT_ID, API_TOKEN, CREDENTIALS_ENV, Api
 from tests.support.server import recordkit_serve
 
 
@@ -165,10 +165,12 @@ def test_access_log_lines_hide_the_token() -> None:
 
 
 def test_real_server_does_not_log_the_token(tmp_path: Path) -> None:
-    env = {"RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID}
     base = f"/client/v4/accounts/{ACCOUNT_ID}/realtime/kit"
     auth = {"Authorization": f"Bearer {API_TOKEN}"}
-    with recordkit_serve(tmp_path / "data", env=env) as served, httpx.Client(base_url=served.base_url) as client:
+    with (
+        recordkit_serve(tmp_path / "data", env=CREDENTIALS_ENV) as served,
+        httpx.Client(base_url=served.base_url) as client,
+    ):
         app_id = client.post(f"{base}/apps", json={"name": "Logs"}, headers=auth).json()["data"]["app"]["id"]
         meeting_id = client.post(f"{base}/{app_id}/meetings", json={}, headers=auth).json()["data"]["id"]
         body = {"custom_participant_id": "u1", "preset_name": "group_call_host", "name": "Ada"}

@@ -14,12 +14,12 @@ import av
 from recordkit.bot.client import join
 from recordkit.bot.synthetic import SyntheticAudioTrack, SyntheticClock, SyntheticVideoTrack
 from recordkit.clock import parse_iso8601
-from tests.helpers import ACCOUNT_ID, API_TOKEN
+from tests.helpers import CREDENTIALS_ENV
 from tests.recording.test_composite_e2e import download, ffprobe, until_status
 from tests.support.media import Setup
 from tests.support.server import recordkit_serve
 
-ENV = {"RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID, "RECORDKIT_EMPTY_MEETING_TIMEOUT_S": "3"}
+ENV = {**CREDENTIALS_ENV, "RECORDKIT_EMPTY_MEETING_TIMEOUT_S": "3"}
 
 
 async def bot(stack: AsyncExitStack, base_url: str, setup: Setup, app_id: str, meeting_id: str, name: str) -> Any:

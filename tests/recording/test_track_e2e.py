@@ -27,7 +27,7 @@ from recordkit.bot.synthetic import (
 )
 from recordkit.clock import parse_iso8601
 from recordkit.recording.spool import spool_dir
-from tests.helpers import ACCOUNT_ID, API_TOKEN
+from tests.helpers import CREDENTIALS_ENV
 from tests.recording.test_composite_e2e import download, ffprobe, until_status
 from tests.support.media import Setup, ThreadServer, serve_in_thread
 from tests.support.server import recordkit_serve
@@ -268,9 +268,8 @@ async def test_kill_9_mid_recording_then_restart_uploads_every_track_file(tmp_pa
     """The files are on disk up to the last second before a crash; after a restart they are uploaded with a
     manifest rebuilt from their names (offsets to the millisecond of the name), their durations and the meeting's
     participants."""
-    env = {"RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID}
     data_dir = tmp_path / "data"
-    with recordkit_serve(data_dir, env=env) as first:
+    with recordkit_serve(data_dir, env=CREDENTIALS_ENV) as first:
         setup = Setup(first.base_url)
         app_id, meeting_id = await asyncio.to_thread(setup.meeting)
         person = await asyncio.to_thread(setup.participant, app_id, meeting_id, "Witness")
@@ -281,7 +280,7 @@ async def test_kill_9_mid_recording_then_restart_uploads_every_track_file(tmp_pa
             first.process.wait()
             killed_s = time.time()
         setup.close()
-    with recordkit_serve(data_dir, env=env) as second:
+    with recordkit_serve(data_dir, env=CREDENTIALS_ENV) as second:
         setup = Setup(second.base_url)
         done = await until_status(setup, app_id, recording["id"], {"UPLOADED", "ERRORED"})
         assert done["status"] == "UPLOADED", done

@@ -26,7 +26,7 @@ from aiortc import MediaStreamTrack
 from recordkit.app import create_app
 from recordkit.config import MediaSettings, build_settings
 from recordkit.db.migrate import upgrade
-from tests.helpers import ACCOUNT_ID, API_TOKEN, BASE
+from tests.helpers import API_TOKEN, BASE, CREDENTIALS_ENV
 from tests.support.server import free_port
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
@@ -58,9 +58,8 @@ class ThreadServer:
 @contextlib.contextmanager
 def serve_in_thread(data_dir: Path, media: MediaSettings | None = None) -> Iterator[ThreadServer]:
     """Migrate a SQLite database in `data_dir`, serve recordkit on a free port, stop it afterwards."""
-    env = {"RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID}
     port = free_port()
-    settings, _ = build_settings(data_dir, None, f"http://127.0.0.1:{port}", environ=env)
+    settings, _ = build_settings(data_dir, None, f"http://127.0.0.1:{port}", environ=CREDENTIALS_ENV)
     if media is not None:
         settings = dataclasses.replace(settings, media=media)
     upgrade(settings.database_url)

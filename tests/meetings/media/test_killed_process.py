@@ -10,16 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-from tests.helpers import ACCOUNT_ID, API_TOKEN
+from tests.helpers import CREDENTIALS_ENV
 from tests.support.media import Setup
 from tests.support.server import recordkit_serve
 
 REPO = Path(__file__).resolve().parents[3]
-ENV = {"RECORDKIT_API_TOKEN": API_TOKEN, "RECORDKIT_ACCOUNT_ID": ACCOUNT_ID}
 
 
 def test_a_killed_participant_is_dropped_and_the_session_ends(tmp_path: Path) -> None:
-    with recordkit_serve(tmp_path / "data", env=ENV) as served:
+    with recordkit_serve(tmp_path / "data", env=CREDENTIALS_ENV) as served:
         setup = Setup(served.base_url)
         app_id, meeting_id = setup.meeting(session_keep_alive_time_in_secs=0)
         ada = setup.participant(app_id, meeting_id, "Ada")
