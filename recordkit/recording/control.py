@@ -18,7 +18,8 @@ class Finished:
     """A finalised capture: the main file's size (None when nothing was written) and when capture ended.
 
     `captured_media` is False when the capture wrote no media at all: a track recording then ends ERRORED
-    instead of UPLOADING (recordings.md §7.2, §7.4). A composite recording always has media once RECORDING.
+    instead of UPLOADING (recordings.md §7.2, §7.4), and a recorder that failed ends its recording ERRORED
+    without a file. A composite recording always has media once RECORDING.
     """
 
     file_size: int | None
@@ -38,6 +39,13 @@ class Capture(Protocol):
     async def finish(self) -> Finished:
         """Stop capturing and finalise the files. Safe to call twice (the same answer)."""
         ...
+
+
+class RunnableCapture(Capture, Protocol):
+    """A recorder as its job runs it: until it stops, by `finish()` or by itself."""
+
+    async def run(self) -> None:
+        """Capture until stopped."""
 
 
 class Captures:

@@ -244,7 +244,8 @@ class Recorder:
                 # Render what was captured up to the stop instant, without waiting for stragglers.
                 await self._in_worker(self._render_until, stop_wall_s)
             size = await self._in_worker(self._close_outputs)
-            return Finished(size, datetime.fromtimestamp(stop_wall_s, UTC).replace(tzinfo=None))
+            ended_at = datetime.fromtimestamp(stop_wall_s, UTC).replace(tzinfo=None)
+            return Finished(size, ended_at, captured_media=self._first_packet_written())
         finally:
             await self.source.close()
             self._executor.shutdown(wait=False)

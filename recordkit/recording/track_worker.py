@@ -19,7 +19,7 @@ from recordkit.recording.recorder import Ending, RecorderHooks
 from recordkit.recording.service import ALL_PEERS_LEFT, INTERNAL_ERROR, Recordings
 from recordkit.recording.spool import spool_dir
 from recordkit.recording.track import MAX_TRACK_SECONDS, TrackPlan, TrackRecorder
-from recordkit.recording.worker import MAX_SECONDS_REACHED, stopped_meanwhile
+from recordkit.recording.worker import MAX_SECONDS_REACHED, run_registered
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +58,7 @@ class TrackRecorders:
             meeting_id=recording.meeting_id,
             session_id=recording.session_id,
         )
-        self.recordings.captures.add(rid, recorder)
-        try:
-            if await stopped_meanwhile(self.recordings, rid):
-                await recorder.finish()
-                return
-            await recorder.run()
-        except Exception:
-            log.exception("recording %s: the track recorder failed", rid)
-            finished = await recorder.finish()
-            await self._ended(rid, Ending("error", finished, finished.captured_media))
-        finally:
-            self.recordings.captures.discard(rid)
+        await run_registered(self.recordings, rid, recorder, self._ended)
 
     async def _session_is_live(self, meeting_id: str, session_id: str | None) -> bool:
         async with self.recordings.db.read() as session:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from recordkit.jobs.dispatcher import Job
 from recordkit.meetings.media.plane import MediaPlane
+from recordkit.recording.control import RunnableCapture
 from recordkit.recording.lifecycle import IllegalTransition, Status
 from recordkit.recording.plan import OutputPlan
 from recordkit.recording.recorder import Ending, Recorder, RecorderHooks, RecorderSettings
@@ -19,7 +21,29 @@ log = logging.getLogger(__name__)
 MAX_SECONDS_REACHED = {"reason": "API_CALL", "caller": None}
 
 
-async def stopped_meanwhile(recordings: Recordings, recording_id: str) -> bool:
+async def run_registered(
+    recordings: Recordings,
+    recording_id: str,
+    recorder: RunnableCapture,
+    ended: Callable[[str, Ending], Awaitable[None]],
+) -> None:
+    """Run a recorder where API actions reach it (`recordings.captures`) until it stops; if it fails, end the
+    recording with what it captured (`ended` with reason "error")."""
+    recordings.captures.add(recording_id, recorder)
+    try:
+        if await _stopped_meanwhile(recordings, recording_id):
+            await recorder.finish()
+            return
+        await recorder.run()
+    except Exception:
+        log.exception("recording %s: the recorder failed", recording_id)
+        finished = await recorder.finish()
+        await ended(recording_id, Ending("error", finished, finished.captured_media))
+    finally:
+        recordings.captures.discard(recording_id)
+
+
+async def _stopped_meanwhile(recordings: Recordings, recording_id: str) -> bool:
     """Whether the recording left INVOKED before its recorder was registered: a stop then found no recorder to
     finish and ended the row alone, so the recorder must not start."""
     recording = await recordings.get(recording_id)
@@ -63,17 +87,7 @@ class CompositeRecorders:
             keep_alive_s=meeting.session_keep_alive_time_in_secs,
             settings=self.settings,
         )
-        self.recordings.captures.add(rid, recorder)
-        try:
-            if await stopped_meanwhile(self.recordings, rid):
-                await recorder.finish()
-                return
-            await recorder.run()
-        except Exception:
-            log.exception("recording %s: the recorder failed", rid)
-            await self._ended(rid, Ending("error", await recorder.finish(), recorder.wrote_media))
-        finally:
-            self.recordings.captures.discard(rid)
+        await run_registered(self.recordings, rid, recorder, self._ended)
 
     async def _started(self, recorder: Recorder, recording_id: str, began_wall_s: float) -> None:
         began_at = datetime.fromtimestamp(began_wall_s, UTC).replace(tzinfo=None)
