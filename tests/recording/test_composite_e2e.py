@@ -7,7 +7,7 @@ import asyncio
 import json
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -21,20 +21,7 @@ from recordkit.bot.client import join
 from recordkit.bot.marks import Region, detect_beeps, detect_flashes, pair_marks
 from recordkit.bot.synthetic import SyntheticAudioTrack, SyntheticClock, SyntheticVideoTrack
 from recordkit.clock import parse_iso8601
-from tests.support.media import Setup, ThreadServer, serve_in_thread
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServer]:
-    with serve_in_thread(tmp_path_factory.mktemp("recorder")) as served:
-        yield served
-
-
-@pytest.fixture(scope="module")
-def setup(server: ThreadServer) -> Iterator[Setup]:
-    api = Setup(server.base_url)
-    yield api
-    api.close()
+from tests.support.media import Setup, ThreadServer
 
 
 @asynccontextmanager

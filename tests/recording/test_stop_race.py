@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from recordkit.bot.client import join
 from recordkit.bot.synthetic import EncodedLoopAudioTrack, SyntheticClock
-from tests.support.media import Setup, ThreadServer, serve_in_thread
+from tests.support.media import Setup, ThreadServer
 
 ROUNDS = 12
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServer]:
-    with serve_in_thread(tmp_path_factory.mktemp("stop-race")) as served:
-        yield served
 
 
 async def start_then_stop_at_once(setup: Setup, app_id: str, path: str, body: dict[str, object]) -> list[str]:

@@ -7,7 +7,6 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any
 
 import av
 import numpy as np
-import pytest
 
 from recordkit.bot.client import JoinedPeer, join
 from recordkit.bot.marks import BeepDetector, detect_flashes, pair_marks
@@ -29,7 +27,7 @@ from recordkit.clock import parse_iso8601
 from recordkit.recording.spool import spool_dir
 from tests.helpers import CREDENTIALS_ENV
 from tests.recording.test_composite_e2e import download, ffprobe, until_status
-from tests.support.media import Setup, ThreadServer, serve_in_thread
+from tests.support.media import Setup, ThreadServer
 from tests.support.server import recordkit_serve
 
 PRESENCE_TOLERANCE_S = 0.3
@@ -37,19 +35,6 @@ ALIGNMENT_TOLERANCE_S = 0.020
 TRACK_NAME = re.compile(
     r"^(?P<prefix>.+)_(?P<user>[0-9a-f-]{36})_(?P<peer>[0-9a-f-]{36})_peer_(?P<kind>audio|video)_\d{13}\."
 )
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServer]:
-    with serve_in_thread(tmp_path_factory.mktemp("tracks")) as served:
-        yield served
-
-
-@pytest.fixture(scope="module")
-def setup(server: ThreadServer) -> Iterator[Setup]:
-    api = Setup(server.base_url)
-    yield api
-    api.close()
 
 
 async def call(setup: Setup, method: str, path: str, **kwargs: Any) -> Any:
