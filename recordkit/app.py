@@ -35,7 +35,6 @@ from recordkit.api import (
 from recordkit.api.envelope import failure, ok
 from recordkit.api.ratelimit import RateLimit, RateLimiter
 from recordkit.api.routing import mount
-from recordkit.api.schema import ValidationFailed
 from recordkit.config import Settings
 from recordkit.db.engine import Database
 from recordkit.jobs.dispatcher import Dispatcher, LocalDispatcher
@@ -49,6 +48,7 @@ from recordkit.recording.service import Recordings
 from recordkit.recording.track_worker import TrackRecorders
 from recordkit.recording.upload import Uploads
 from recordkit.recording.worker import CompositeRecorders
+from recordkit.schema import ValidationFailed
 from recordkit.storage.bucket import LocalBucket
 from recordkit.storage.retention import delete_expired_forever
 from recordkit.storage.secrets import SecretBox

@@ -12,9 +12,9 @@ from recordkit.api.envelope import ok
 from recordkit.api.listing import PAGING, SEARCH, SORT_ORDER
 from recordkit.api.requests import checked_body, checked_query
 from recordkit.api.routing import described
-from recordkit.api.schema import Field, Obj, Str
 from recordkit.api.wire import app_json, page_window, paging
 from recordkit.meetings import apps
+from recordkit.schema import Field, Obj, Str
 
 router = APIRouter(tags=["apps"])
 

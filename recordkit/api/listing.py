@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recordkit.api.schema import Int, QueryParam, Str
+from recordkit.schema import Int, QueryParam, Str
 
 PAGE_NO = QueryParam("page_no", Int(minimum=0), "1-based page number; 0 reads as 1.")
 PER_PAGE = QueryParam("per_page", Int(minimum=0, maximum=100), "Items per page, default 20; 0 reads as 20.")

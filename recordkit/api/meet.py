@@ -17,12 +17,12 @@ from recordkit.api.auth import authorize_participant
 from recordkit.api.envelope import ok
 from recordkit.api.requests import checked_body
 from recordkit.api.routing import described
-from recordkit.api.schema import Field, Obj, Str
 from recordkit.clock import to_wire
 from recordkit.db.models import Meeting, Participant, Preset
 from recordkit.meetings.media.offer import KINDS, OfferRejected, read_offer
 from recordkit.meetings.media.peer import Slot
 from recordkit.meetings.media.plane import AtCapacity, MediaPlane
+from recordkit.schema import Field, Obj, Str
 
 router = APIRouter(tags=["joining"])
 

@@ -12,10 +12,10 @@ from recordkit.api.envelope import ok
 from recordkit.api.listing import END_TIME, PAGING, SEARCH, START_TIME
 from recordkit.api.requests import checked_body, checked_query
 from recordkit.api.routing import described
-from recordkit.api.schema import QueryParam, Str, query_datetime
 from recordkit.api.wire import meeting_json, page_window, paging
 from recordkit.meetings import service
 from recordkit.meetings.service import CREATE_BODY, PATCH_BODY, PUT_BODY
+from recordkit.schema import QueryParam, Str, query_datetime
 
 router = APIRouter(tags=["meetings"])
 

@@ -13,12 +13,12 @@ from recordkit.api.envelope import ok
 from recordkit.api.errors import ApiError
 from recordkit.api.requests import checked_body, checked_query
 from recordkit.api.routing import described
-from recordkit.api.schema import Bool, QueryParam, Str
 from recordkit.api.wire import meeting_json, page_window, paging, recording_json
 from recordkit.clock import utcnow
 from recordkit.meetings.service import get_meeting
 from recordkit.recording import config as rconfig
 from recordkit.recording.service import Recordings
+from recordkit.schema import Bool, QueryParam, Str
 from recordkit.storage.config import check_required
 
 router = APIRouter(tags=["recordings"])

@@ -9,7 +9,7 @@ import orjson
 from starlette.requests import Request
 
 from recordkit.api import errors
-from recordkit.api.schema import Obj, QueryParam, parse_query, validate_body
+from recordkit.schema import Obj, QueryParam, parse_query, validate_body
 
 MAX_BODY_BYTES = 1024 * 1024
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from recordkit.api.schema import Obj, QueryParam, json_schema, query_parameters
+from recordkit.schema import Obj, QueryParam, json_schema, query_parameters
 
 PREFIXES = ("/client/v4/accounts/{account_id}/realtime/kit", "/accounts/{account_id}/realtime/kit")
 

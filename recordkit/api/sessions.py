@@ -12,11 +12,11 @@ from recordkit.api.envelope import ok
 from recordkit.api.listing import END_TIME, PAGING, SEARCH, SORT_ORDER, START_TIME
 from recordkit.api.requests import checked_query
 from recordkit.api.routing import described
-from recordkit.api.schema import QueryParam, Str, query_datetime
 from recordkit.api.wire import page_window, paging, session_json, session_peer_json
 from recordkit.clock import utcnow
 from recordkit.meetings import service, sessions
 from recordkit.meetings.sessions import SessionEvents
+from recordkit.schema import QueryParam, Str, query_datetime
 
 router = APIRouter(tags=["sessions"])
 

@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import select
 
 from recordkit.api import errors
-from recordkit.api.schema import Field, Obj, Str
 from recordkit.clock import utcnow
 from recordkit.db.engine import Database
 from recordkit.db.models import Participant, SessionPeer
@@ -22,6 +21,7 @@ from recordkit.meetings.presets import NAMES, preset_by_name, preset_names
 from recordkit.meetings.service import lock_meeting
 from recordkit.meetings.sessions import SessionEvents, disconnect_participant
 from recordkit.meetings.tokens import ParticipantClaims, ParticipantTokens
+from recordkit.schema import Field, Obj, Str
 
 NAME = Str(max_length=255)
 PICTURE = Str(format="uri", uri_schemes=("http", "https"), max_length=2048)

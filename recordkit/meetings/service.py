@@ -17,12 +17,12 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from recordkit.api import errors
-from recordkit.api.schema import Bool, Field, Num, Obj, Str
 from recordkit.clock import utcnow
 from recordkit.db.engine import Database
 from recordkit.db.models import Meeting
 from recordkit.db.paging import fetch_page
 from recordkit.recording.config import MEETING_RECORDING_CONFIG, ConfigRuleBroken, Levels, check_rules, resolve
+from recordkit.schema import Bool, Field, Num, Obj, Str
 from recordkit.storage.config import check_required, split_secrets
 from recordkit.storage.secrets import SecretBox
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from recordkit.api.schema import Arr, Bool, Field, Int, Map, Obj, Str, ValidationFailed
+from recordkit.schema import Arr, Bool, Field, Int, Map, Obj, Str, ValidationFailed
 from recordkit.storage.config import STORAGE_CONFIG
 
 PREFIX_PATTERN = "^[A-Za-z0-9_-]+$"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from recordkit.api.schema import Field, Int, Obj, Str, ValidationFailed
+from recordkit.schema import Field, Int, Obj, Str, ValidationFailed
 
 TYPES = ("aws", "azure", "digitalocean", "gcs", "sftp", "cloudflare")
 SECRET_FIELDS = ("access_key", "secret", "password", "private_key")

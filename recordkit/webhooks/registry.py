@@ -9,10 +9,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from recordkit.api import errors
-from recordkit.api.schema import Arr, Bool, Field, Obj, Str, ValidationFailed
 from recordkit.clock import utcnow
 from recordkit.db.engine import Database
 from recordkit.db.models import Webhook
+from recordkit.schema import Arr, Bool, Field, Obj, Str, ValidationFailed
 
 EVENTS = (
     "meeting.started",

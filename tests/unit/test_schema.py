@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from recordkit.api.schema import (
+from recordkit.schema import (
     Arr,
     Bool,
     Field,
