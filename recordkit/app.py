@@ -37,6 +37,7 @@ from recordkit.api.ratelimit import RateLimit, RateLimiter
 from recordkit.api.routing import mount
 from recordkit.config import Settings
 from recordkit.db.engine import Database
+from recordkit.errors import DomainError
 from recordkit.jobs.dispatcher import Dispatcher, LocalDispatcher
 from recordkit.meetings.apps import AppDirectory
 from recordkit.meetings.media.plane import MediaPlane
@@ -171,6 +172,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.ApiError)
     async def on_api_error(_request: Request, exc: errors.ApiError) -> Response:
         return failure(exc)
+
+    @app.exception_handler(DomainError)
+    async def on_refused(_request: Request, exc: DomainError) -> Response:
+        return failure(errors.from_domain(exc))
 
     @app.exception_handler(ValidationFailed)
     async def on_invalid(_request: Request, exc: ValidationFailed) -> Response:

@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 
 from recordkit.api import errors
 from recordkit.db.models import App, Meeting, Participant, Preset
+from recordkit.errors import UnknownId
+from recordkit.meetings.callers import Caller
 from recordkit.meetings.service import get_meeting
-
-
-@dataclass(frozen=True)
-class Caller:
-    """The authenticated caller. `participant` is set for participant tokens only."""
-
-    participant: Participant | None = None
-
-    @property
-    def is_participant(self) -> bool:
-        return self.participant is not None
-
-    def wire(self) -> dict[str, Any]:
-        """The `caller` object of start_reason/stop_reason (§5.2)."""
-        if self.participant is None:
-            return {"type": "ORGANIZATION"}
-        return {"type": "USER", "user_Id": self.participant.id, "name": self.participant.name}
 
 
 def bearer_token(request: Request) -> str | None:
@@ -82,7 +66,7 @@ async def _app(services: Any, account_id: str, app_id: str | None) -> App | None
         return None
     app = await services.apps.find(account_id, app_id)
     if app is None:
-        raise errors.not_found("app", app_id)
+        raise UnknownId("app", app_id)
     return app
 
 

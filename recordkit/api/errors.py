@@ -1,6 +1,9 @@
-"""Every error the API answers with, in one place (recordings.md §13)."""
+"""Every error the API answers with, in one place (recordings.md §13), and the answer for each kind of
+refusal the domain raises (`recordkit.errors`)."""
 
 from __future__ import annotations
+
+from recordkit.errors import Conflict, DomainError, Invalid, NotFound
 
 
 class ApiError(Exception):
@@ -25,20 +28,24 @@ def participant_forbidden() -> ApiError:
     return ApiError(403, "Participant is not allowed to perform this action")
 
 
-def not_found(thing: str, ident: str) -> ApiError:
-    return ApiError(404, f"No {thing} found with id {ident}")
-
-
-def no_active_session(meeting_id: str) -> ApiError:
-    return ApiError(404, f"No active session found for meeting_id {meeting_id}")
-
-
 def bad_request(detail: str) -> ApiError:
     return ApiError(400, f"BAD_REQUEST: {detail}")
 
 
 def conflict(message: str) -> ApiError:
     return ApiError(409, message, {"x-should-retry": "false"})
+
+
+def from_domain(error: DomainError) -> ApiError:
+    """The answer for a refusal of the domain: its kind picks the status, its message is the text."""
+    match error:
+        case NotFound():
+            return ApiError(404, error.message)
+        case Conflict():
+            return conflict(error.message)
+        case Invalid():
+            return bad_request(error.message)
+    raise TypeError(f"{type(error).__name__} is no kind of DomainError the API knows")
 
 
 def body_too_large() -> ApiError:

@@ -20,6 +20,8 @@ from starlette.staticfiles import StaticFiles
 from recordkit.api import errors
 from recordkit.api.auth import authorize_participant
 from recordkit.db.models import Meeting, Participant
+from recordkit.errors import DomainError
+from recordkit.meetings.service import MeetingInactive
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "meetings" / "media" / "static"
 STATIC_URL = "/static/meet"
@@ -54,17 +56,19 @@ async def join_page(request: Request, meeting_id: str) -> Response:
         await authorize_join(request, meeting_id)
     except errors.ApiError as exc:
         return error_page(exc)
+    except DomainError as exc:
+        return error_page(errors.from_domain(exc))
     return FileResponse(PAGE, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
 
 async def authorize_join(request: Request, meeting_id: str) -> tuple[Participant, Meeting]:
-    """The checks of §8 in the order of recordings.md §2.3; raises ApiError for the first that fails:
+    """The checks of §8 in the order of recordings.md §2.3; raises the error of the first that fails:
     401/403/404 as for signalling, 403 token of another meeting, 409 meeting INACTIVE."""
     participant, meeting = await authorize_participant(request, meeting_id)
     if participant.meeting_id != meeting.id:
         raise errors.participant_forbidden()
     if meeting.status == "INACTIVE":
-        raise errors.conflict(f"Meeting {meeting.id} is INACTIVE")
+        raise MeetingInactive(meeting.id)
     return participant, meeting
 
 

@@ -22,6 +22,7 @@ from recordkit.db.models import Meeting, Participant, Preset
 from recordkit.meetings.media.offer import KINDS, OfferRejected, read_offer
 from recordkit.meetings.media.peer import Slot
 from recordkit.meetings.media.plane import AtCapacity, MediaPlane
+from recordkit.meetings.service import MeetingInactive
 from recordkit.schema import Field, Obj, Str
 
 router = APIRouter(tags=["joining"])
@@ -50,7 +51,7 @@ async def post_offer(request: Request, meeting_id: str) -> Response:
         raise errors.bad_request(f'"sdp" {exc.detail}') from None
     _check_meeting(participant, meeting)
     if meeting.status == "INACTIVE":
-        raise errors.conflict(f"Meeting {meeting.id} is INACTIVE")
+        raise MeetingInactive(meeting.id)
     try:
         peer_id, answer = await _media(request).join(meeting.id, participant, offer)
     except AtCapacity:

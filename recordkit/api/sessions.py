@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from recordkit.api import docs, errors
+from recordkit.api import docs
 from recordkit.api.auth import authorize
 from recordkit.api.envelope import ok
 from recordkit.api.listing import END_TIME, PAGING, SEARCH, SORT_ORDER, START_TIME
@@ -128,7 +128,7 @@ async def kick_all(request: Request, account_id: str, app_id: str, meeting_id: s
     meeting = await service.get_meeting(db, app.id, meeting_id)
     ended = await sessions.end_live_session(db, app.id, meeting.id, events=session_events(request))
     if ended is None:
-        raise errors.no_active_session(meeting.id)
+        raise sessions.NoActiveSession(meeting.id)
     # The session and its peers' rows are closed; now drop the connections themselves.
     await request.app.state.services.media.disconnect_meeting(meeting.id)
     return ok({"action": "kick-all", "kicked_participants_count": len(ended.disconnected)})

@@ -12,11 +12,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from recordkit.api import errors
 from recordkit.clock import utcnow
 from recordkit.db.engine import Database
 from recordkit.db.models import Participant, SessionPeer
 from recordkit.db.paging import fetch_page
+from recordkit.errors import UnknownId
 from recordkit.meetings.presets import NAMES, preset_by_name, preset_names
 from recordkit.meetings.service import lock_meeting
 from recordkit.meetings.sessions import SessionEvents, disconnect_participant
@@ -94,7 +94,7 @@ async def get_participant(db: Database, meeting_id: str, participant_id: str) ->
     async with db.read() as session:
         participant = await session.get(Participant, participant_id.lower())
     if participant is None or participant.meeting_id != meeting_id:
-        raise errors.not_found("participant", participant_id)
+        raise UnknownId("participant", participant_id)
     return participant
 
 
@@ -114,7 +114,7 @@ async def edit_participant(db: Database, participant: Participant, fields: dict[
     async with db.write() as session:
         stored = await session.get(Participant, participant.id)
         if stored is None:
-            raise errors.not_found("participant", participant.id)
+            raise UnknownId("participant", participant.id)
         if "preset_name" in fields:
             preset = await preset_by_name(session, stored.app_id, fields["preset_name"])
             stored.preset_id, stored.preset_name = preset.id, preset.name
@@ -137,7 +137,7 @@ async def delete_participant(
         meeting = await lock_meeting(session, participant.app_id, participant.meeting_id)
         stored = await session.get(Participant, participant.id)
         if stored is None:
-            raise errors.not_found("participant", participant.id)
+            raise UnknownId("participant", participant.id)
         disconnected = await disconnect_participant(session, meeting, stored.id, now, events)
         await session.delete(stored)
     return stored, disconnected

@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from recordkit.api import errors
 from recordkit.db.engine import Database
 from recordkit.db.models import Preset
 from recordkit.db.paging import fetch_page
+from recordkit.errors import UnknownId
 
 NAMES = ("group_call_host", "group_call_participant", "webinar_presenter", "webinar_viewer")
 
@@ -141,5 +141,5 @@ async def get_preset(db: Database, app_id: str, preset_id: str) -> Preset:
     async with db.read() as session:
         preset = await session.get(Preset, preset_id)
     if preset is None or preset.app_id != app_id:
-        raise errors.not_found("preset", preset_id)
+        raise UnknownId("preset", preset_id)
     return preset

@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from recordkit.api import errors
 from recordkit.clock import utcnow
 from recordkit.db.engine import Database
 from recordkit.db.models import Meeting
 from recordkit.db.paging import fetch_page
+from recordkit.errors import Conflict, Invalid, UnknownId
 from recordkit.recording.config import MEETING_RECORDING_CONFIG, ConfigRuleBroken, Levels, check_rules, resolve
 from recordkit.schema import Bool, Field, Num, Obj, Str
 from recordkit.storage.config import check_required, split_secrets
@@ -58,6 +58,13 @@ DEFAULTS: dict[str, Any] = {
     "status": "ACTIVE",
     "recording_config": None,
 }
+
+
+class MeetingInactive(Conflict):
+    """An INACTIVE meeting can be neither joined nor recorded."""
+
+    def __init__(self, meeting_id: str) -> None:
+        super().__init__(f"Meeting {meeting_id} is INACTIVE")
 
 
 async def create_meeting(
@@ -105,7 +112,7 @@ async def get_meeting(db: Database, app_id: str, meeting_id: str) -> Meeting:
     async with db.read() as session:
         meeting = await session.get(Meeting, meeting_id.lower())
     if meeting is None or meeting.app_id != app_id:
-        raise errors.not_found("meeting", meeting_id)
+        raise UnknownId("meeting", meeting_id)
     return meeting
 
 
@@ -121,7 +128,7 @@ async def lock_meeting(session: AsyncSession, app_id: str | None, meeting_id: st
         query = query.where(Meeting.app_id == app_id)
     meeting = (await session.execute(query.with_for_update())).scalar_one_or_none()
     if meeting is None:
-        raise errors.not_found("meeting", meeting_id)
+        raise UnknownId("meeting", meeting_id)
     return meeting
 
 
@@ -183,7 +190,7 @@ def _stored_recording_config(
     try:
         check_rules(resolve(Levels(request={}, meeting=config, server=dict(server_defaults))))
     except ConfigRuleBroken as broken:
-        raise errors.bad_request(str(broken)) from None
+        raise Invalid(str(broken)) from None
     if not storage:
         return config, None
     public, secret = split_secrets(storage)

@@ -25,11 +25,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, extract, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from recordkit.api import errors
 from recordkit.clock import utcnow
 from recordkit.db.engine import Database
 from recordkit.db.models import Meeting, MeetingSession, Participant, SessionPeer
 from recordkit.db.paging import fetch_page
+from recordkit.errors import NotFound, UnknownId
 from recordkit.meetings.service import lock_meeting
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,13 @@ LIVE = "LIVE"
 ENDED = "ENDED"
 
 SessionHook = Callable[[AsyncSession, MeetingSession], Awaitable[None]]
+
+
+class NoActiveSession(NotFound):
+    """The meeting has no live session to act on."""
+
+    def __init__(self, meeting_id: str) -> None:
+        super().__init__(f"No active session found for meeting_id {meeting_id}")
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,7 @@ async def peer_joined(
         meeting = await lock_meeting(session, None, meeting_id)
         participant = await session.get(Participant, participant_id)
         if participant is None or participant.meeting_id != meeting.id:
-            raise errors.not_found("participant", participant_id)
+            raise UnknownId("participant", participant_id)
         current = await live_session(session, meeting.id)
         if current is not None and await _end_if_idle(session, current, meeting, now, events):
             current = None
@@ -158,7 +165,7 @@ async def peer_left(
     async with db.write() as session:
         meeting_id = await session.scalar(select(SessionPeer.meeting_id).where(SessionPeer.id == peer_id))
         if meeting_id is None:
-            raise errors.not_found("peer", peer_id)
+            raise UnknownId("peer", peer_id)
         meeting = await lock_meeting(session, None, meeting_id)
         peer = (
             await session.execute(
@@ -273,7 +280,7 @@ async def get_session(db: Database, app_id: str, session_id: str) -> tuple[Meeti
             )
         ).one_or_none()
     if row is None:
-        raise errors.not_found("session", session_id)
+        raise UnknownId("session", session_id)
     return row[0], row[1]
 
 
@@ -282,7 +289,7 @@ async def active_session(db: Database, meeting: Meeting) -> MeetingSession:
     async with db.read() as session:
         current = await live_session(session, meeting.id)
     if current is None:
-        raise errors.no_active_session(meeting.id)
+        raise NoActiveSession(meeting.id)
     return current
 
 

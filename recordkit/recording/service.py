@@ -17,15 +17,15 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from recordkit.api import errors
-from recordkit.api.auth import Caller
 from recordkit.clock import parse_iso8601, unix_ms, utcnow
 from recordkit.db.engine import Database, after_commit
 from recordkit.db.models import Meeting, MeetingSession, Recording
 from recordkit.db.paging import page_offset
+from recordkit.errors import Conflict, Invalid, UnknownId
 from recordkit.jobs.dispatcher import Dispatcher, Job
-from recordkit.meetings.service import lock_meeting
-from recordkit.meetings.sessions import live_session
+from recordkit.meetings.callers import Caller
+from recordkit.meetings.service import MeetingInactive, lock_meeting
+from recordkit.meetings.sessions import NoActiveSession, live_session
 from recordkit.recording import config as rconfig
 from recordkit.recording.control import Captures, Finished
 from recordkit.recording.lifecycle import (
@@ -87,7 +87,7 @@ class Recordings:
         async with self.db.read() as session:
             recording = await session.get(Recording, recording_id)
         if recording is None or recording.app_id != app_id:
-            raise errors.not_found("recording", recording_id)
+            raise UnknownId("recording", recording_id)
         return recording
 
     def plan(self, body: dict[str, Any], meeting: Meeting) -> StartRequest:
@@ -97,7 +97,7 @@ class Recordings:
         try:
             rconfig.check_rules(effective)
         except rconfig.ConfigRuleBroken as broken:
-            raise errors.bad_request(str(broken)) from None
+            raise Invalid(str(broken)) from None
         return StartRequest(body=body, effective=effective)
 
     async def start_composite(self, app_id: str, meeting: Meeting, request: StartRequest, caller: Caller) -> Recording:
@@ -106,7 +106,7 @@ class Recordings:
             locked = await lock_meeting(session, app_id, meeting.id)
             _refuse_inactive(locked)
             if not await self._may_start_composite(session, locked.id, request.effective["allow_multiple_recordings"]):
-                raise errors.conflict(f"A recording is already in progress for meeting_id {meeting.id}")
+                raise Conflict(f"A recording is already in progress for meeting_id {meeting.id}")
             start_reason = {"reason": "API_CALL", "caller": caller.wire()}
             return await self._insert_composite(session, locked, request, start_reason)
 
@@ -118,7 +118,7 @@ class Recordings:
             _refuse_inactive(locked)
             live = await live_session(session, locked.id)
             if live is None:
-                raise errors.no_active_session(locked.id)
+                raise NoActiveSession(locked.id)
             busy = await session.scalar(
                 select(func.count()).where(
                     Recording.meeting_id == locked.id,
@@ -127,7 +127,7 @@ class Recordings:
                 )
             )
             if busy:
-                raise errors.conflict(f"A track recording is already in progress for meeting_id {locked.id}")
+                raise Conflict(f"A track recording is already in progress for meeting_id {locked.id}")
             layers = body.get("layers") or {"default": {}}
             recording = Recording(
                 id=str(uuid.uuid4()),
@@ -169,9 +169,9 @@ class Recordings:
             try:
                 target = next_status(Status(current.status), event, Kind(current.type))
             except TrackCannotPause:
-                raise errors.conflict(f"Recording {current.id} is a track recording; cannot {action}") from None
+                raise Conflict(f"Recording {current.id} is a track recording; cannot {action}") from None
             except IllegalTransition:
-                raise errors.conflict(f"Recording {current.id} is in state {current.status}; cannot {action}") from None
+                raise Conflict(f"Recording {current.id} is in state {current.status}; cannot {action}") from None
             capture = self.captures.get(current.id)
             if event is Event.STOP:
                 if finished is None and capture is not None:
@@ -479,7 +479,7 @@ class Recordings:
 
 def _refuse_inactive(meeting: Meeting) -> None:
     if meeting.status == "INACTIVE":
-        raise errors.conflict(f"Meeting {meeting.id} is INACTIVE")
+        raise MeetingInactive(meeting.id)
 
 
 def _list_conditions(app_id: str, query: dict[str, Any], now: datetime) -> list[Any]:

@@ -8,10 +8,10 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
-from recordkit.api import errors
 from recordkit.clock import utcnow
 from recordkit.db.engine import Database
 from recordkit.db.models import Webhook
+from recordkit.errors import UnknownId
 from recordkit.schema import Arr, Bool, Field, Obj, Str, ValidationFailed
 
 EVENTS = (
@@ -79,7 +79,7 @@ async def get_webhook(db: Database, app_id: str, webhook_id: str) -> Webhook:
     async with db.read() as session:
         webhook = await session.get(Webhook, webhook_id.lower())
     if webhook is None or webhook.app_id != app_id:
-        raise errors.not_found("webhook", webhook_id)
+        raise UnknownId("webhook", webhook_id)
     return webhook
 
 
@@ -91,7 +91,7 @@ async def update_webhook(db: Database, webhook: Webhook, fields: dict[str, Any],
     async with db.write() as session:
         stored = await session.get(Webhook, webhook.id)
         if stored is None:
-            raise errors.not_found("webhook", webhook.id)
+            raise UnknownId("webhook", webhook.id)
         for name, value in fields.items():
             setattr(stored, name, value)
         stored.updated_at = utcnow()
@@ -103,6 +103,6 @@ async def delete_webhook(db: Database, webhook: Webhook) -> Webhook:
     async with db.write() as session:
         stored = await session.get(Webhook, webhook.id)
         if stored is None:
-            raise errors.not_found("webhook", webhook.id)
+            raise UnknownId("webhook", webhook.id)
         await session.delete(stored)
     return stored

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from recordkit.api.errors import ApiError
+from recordkit.api.errors import from_domain
 from recordkit.clock import to_wire, utcnow
 from recordkit.db.models import MeetingSession, SessionPeer
+from recordkit.errors import DomainError
 from recordkit.meetings import sessions
 from recordkit.meetings.sessions import SessionEvents, end_session, expire_idle_sessions, peer_joined, peer_left
 from tests.helpers import BARE, Api, assert_error
@@ -150,10 +151,10 @@ async def test_joins_and_leaves_of_unknown_people_are_refused(api: Api) -> None:
     r = await room(api)
     other = await room(api)
     db = api.services.db
-    with pytest.raises(ApiError) as stranger:
+    with pytest.raises(DomainError) as stranger:
         await peer_joined(db, r.meeting_id, other.people[0])
-    assert stranger.value.status == 404
-    with pytest.raises(ApiError) as nobody:
+    assert from_domain(stranger.value).status == 404
+    with pytest.raises(DomainError) as nobody:
         await peer_left(db, "no-such-peer")
     assert nobody.value.message == "No peer found with id no-such-peer"
 

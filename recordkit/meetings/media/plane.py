@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from recordkit.api import errors
 from recordkit.clock import utcnow
 from recordkit.config import MediaSettings
 from recordkit.db.engine import Database
 from recordkit.db.models import Participant, SessionPeer
+from recordkit.errors import UnknownId
 from recordkit.meetings import sessions
 from recordkit.meetings.media.events import ParticipantInfo
 from recordkit.meetings.media.ice import IcePolicy, NoMediaPort
@@ -110,7 +110,7 @@ class MediaPlane:
         room = self.rooms.get(meeting_id)
         peer = room.peers.get(peer_id) if room is not None else None
         if peer is None or peer.participant.participant_id != participant_id:
-            raise errors.not_found("peer", peer_id)
+            raise UnknownId("peer", peer_id)
         return peer
 
     def slots(self, meeting_id: str, participant_id: str, peer_id: str) -> list[Slot]:
@@ -131,7 +131,7 @@ class MediaPlane:
         async with self._db.read() as session:
             row = await session.get(SessionPeer, peer_id.lower())
         if row is None or row.meeting_id != meeting_id or row.participant_id != participant_id:
-            raise errors.not_found("peer", peer_id)
+            raise UnknownId("peer", peer_id)
         if row.left_at is None:
             # Connected as far as the table knows, but not in this process (it restarted): it left.
             row = await sessions.peer_left(self._db, row.id, events=self._session_events)

@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from recordkit.api.errors import ApiError
 from recordkit.db.engine import Database
+from recordkit.errors import DomainError
 from recordkit.meetings import sessions
 from recordkit.meetings.media.events import (
     ParticipantInfo,
@@ -75,7 +75,7 @@ class Room:
                     events=self._session_events,
                     peer_id=peer.id,
                 )
-            except ApiError:
+            except DomainError:
                 # The participant was deleted while connecting: their tokens no longer stand.
                 log.info("peer %s connected for a removed participant; closing it", peer.id)
                 self._spawn(self.remove(peer, record_leave=False))
