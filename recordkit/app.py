@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -35,20 +36,30 @@ from recordkit.api import (
 from recordkit.api.envelope import failure, ok
 from recordkit.api.ratelimit import RateLimit, RateLimiter
 from recordkit.api.routing import mount
+from recordkit.clock import utcnow
 from recordkit.config import Settings
+from recordkit.db.bus import Bus, LocalBus, PostgresBus
 from recordkit.db.engine import Database
 from recordkit.errors import DomainError
-from recordkit.jobs.dispatcher import Dispatcher, LocalDispatcher
+from recordkit.jobs.dispatcher import Dispatcher, JobEngine
+from recordkit.jobs.embedded import EmbeddedJobs
+from recordkit.jobs.procrastinated import ProcrastinateJobs
+from recordkit.jobs.retention import prune_forever
 from recordkit.meetings.apps import AppDirectory
 from recordkit.meetings.media.plane import MediaPlane
 from recordkit.meetings.sessions import SessionEvents, sweep_forever
 from recordkit.meetings.tokens import ParticipantTokens
+from recordkit.node import new_node_id
+from recordkit.recording.drain import drain
+from recordkit.recording.ownership import Recorders
+from recordkit.recording.reconciler import Reconciler
 from recordkit.recording.recorder import RecorderSettings
-from recordkit.recording.recovery import fail_stale_invoked, recover
-from recordkit.recording.service import Recordings
-from recordkit.recording.track_worker import TrackRecorders
-from recordkit.recording.upload import Uploads
-from recordkit.recording.worker import CompositeRecorders
+from recordkit.recording.reports import CaptureReports
+from recordkit.recording.service import Recordings, StopTimedOut
+from recordkit.recording.track_worker import RECORD_TRACKS
+from recordkit.recording.upload import UPLOAD
+from recordkit.recording.work import WorkContext
+from recordkit.recording.worker import RECORD
 from recordkit.schema import ValidationFailed
 from recordkit.storage.bucket import LocalBucket
 from recordkit.storage.retention import delete_expired_forever
@@ -56,21 +67,37 @@ from recordkit.storage.secrets import SecretBox
 
 log = logging.getLogger(__name__)
 
+JOB_KINDS = (RECORD, RECORD_TRACKS, UPLOAD)
+# Uploads one process runs at once (moves on one disk: I/O, not CPU).
+UPLOAD_CONCURRENCY = 4
+RECONCILE_EVERY_S = 3.0
+FINISHED_JOBS_KEPT = timedelta(days=7)
+
 
 @dataclass
 class Services:
-    """Everything a request handler may reach, built once per app."""
+    """Everything a request handler or a job may reach, built once per app."""
 
     settings: Settings
+    node_id: str
     db: Database
-    dispatcher: Dispatcher
+    bus: Bus
+    jobs: Dispatcher
+    # Runs the jobs; None when a caller (a test) brought a dispatcher that only collects them.
+    engine: JobEngine | None
     tokens: ParticipantTokens
     secrets: SecretBox
     recordings: Recordings
+    reports: CaptureReports
+    recorders: Recorders
+    reconciler: Reconciler
+    work: WorkContext
     session_events: SessionEvents
     media: MediaPlane
     apps: AppDirectory
     bucket: LocalBucket
+    # When SIGTERM/SIGINT arrived (set by the server): recordings end at that instant.
+    shutdown_requested_at: datetime | None = None
 
 
 class NormalisePath:
@@ -94,29 +121,50 @@ class NormalisePath:
 
 def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> Services:
     creds = settings.credentials
+    node_id = new_node_id()
     db = Database(settings.database_url)
-    jobs = dispatcher or LocalDispatcher()
+    bus: Bus = LocalBus() if settings.is_sqlite else PostgresBus(settings.database_url)
+    engine = None if dispatcher is not None else _job_engine(settings, db, bus, node_id)
+    jobs: Dispatcher = dispatcher or engine  # type: ignore[assignment]
     secrets = SecretBox(creds.storage_key)
-    recordings = Recordings(db, jobs, secrets, settings.server_recording_defaults)
+    recordings = Recordings(db, jobs, bus, secrets, settings.server_recording_defaults)
+    reports = CaptureReports(db, jobs, bus)
+    recorders = Recorders(db, bus, reports, node_id)
+    stalled = engine.retry_stalled if isinstance(engine, ProcrastinateJobs) else None
+    reconciler = Reconciler(db, bus, jobs, reports, recorders, settings.data_dir, settings.invoked_timeout_s, stalled)
     session_events = SessionEvents(started=recordings.on_session_started, ended=recordings.on_session_ended)
     bucket = LocalBucket(settings.bucket_dir, creds.signing_key, settings.public_url)
     media = MediaPlane(db, session_events, settings.media)
-    if isinstance(jobs, LocalDispatcher):
-        jobs.register("upload", Uploads(recordings, bucket, settings.data_dir, settings.link_lifetime).run)
-        recorder_settings = RecorderSettings(empty_start_min_s=settings.empty_meeting_timeout_s)
-        jobs.register("record", CompositeRecorders(recordings, media, settings.data_dir, recorder_settings).run)
-        jobs.register("record_tracks", TrackRecorders(recordings, media, settings.data_dir).run)
+    recorder_settings = RecorderSettings(empty_start_min_s=settings.empty_meeting_timeout_s)
     return Services(
         settings=settings,
+        node_id=node_id,
         db=db,
-        dispatcher=jobs,
+        bus=bus,
+        jobs=jobs,
+        engine=engine,
         tokens=ParticipantTokens(creds.participant_token_key),
         secrets=secrets,
         recordings=recordings,
+        reports=reports,
+        recorders=recorders,
+        reconciler=reconciler,
+        work=WorkContext(reports, recorders, media, bucket, settings, recorder_settings),
         session_events=session_events,
         media=media,
         apps=AppDirectory(db),
         bucket=bucket,
+    )
+
+
+def _job_engine(settings: Settings, db: Database, bus: Bus, node_id: str) -> JobEngine:
+    """The embedded runner on SQLite (one process owns the file); procrastinate on PostgreSQL."""
+    concurrency = {"record": settings.max_recordings, "upload": UPLOAD_CONCURRENCY}
+    scale = settings.retry_delay_scale
+    if settings.is_sqlite:
+        return EmbeddedJobs(db, bus, JOB_KINDS, node_id, concurrency, retry_scale=scale)
+    return ProcrastinateJobs(
+        settings.database_url, JOB_KINDS, concurrency, retry_scale=scale, graceful_s=settings.drain_timeout_s
     )
 
 
@@ -126,20 +174,31 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await recover(services.recordings, services.dispatcher, settings.data_dir, settings.invoked_timeout_s)
-        # Emptied sessions end when their keep-alive runs out, even if nobody calls the API.
-        sweeper = asyncio.create_task(sweep_forever(services.db, 1.0, services.session_events))
-        stale = asyncio.create_task(fail_stale_invoked(services.recordings, settings.invoked_timeout_s))
-        retention = asyncio.create_task(delete_expired_forever(services.bucket, services.recordings))
+        await services.bus.start()
+        if services.engine is not None:
+            await services.engine.start(services.work)
+        # What a crash left behind is recovered before the API takes new work.
+        await services.reconciler.pass_once()
+        background = [
+            asyncio.create_task(services.reconciler.run_forever(RECONCILE_EVERY_S)),
+            asyncio.create_task(services.recorders.renew_forever()),
+            # Emptied sessions end when their keep-alive runs out, even if nobody calls the API.
+            asyncio.create_task(sweep_forever(services.db, 1.0, services.session_events)),
+            asyncio.create_task(delete_expired_forever(services.bucket, services.recordings)),
+        ]
+        if services.engine is not None:
+            background.append(asyncio.create_task(prune_forever(services.engine, FINISHED_JOBS_KEPT)))
         try:
             yield
         finally:
-            for task in (sweeper, stale, retention):
+            if services.engine is not None:
+                at = services.shutdown_requested_at or utcnow()
+                await drain(services.db, services.engine, services.recorders, at, settings.drain_timeout_s)
+            for task in background:
                 task.cancel()
-            await asyncio.gather(sweeper, stale, retention, return_exceptions=True)
+            await asyncio.gather(*background, return_exceptions=True)
             await services.media.close()
-            if isinstance(services.dispatcher, LocalDispatcher):
-                await services.dispatcher.close()
+            await services.bus.close()
             await services.db.close()
 
     app = FastAPI(
@@ -176,6 +235,11 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def on_refused(_request: Request, exc: DomainError) -> Response:
         return failure(errors.from_domain(exc))
+
+    @app.exception_handler(StopTimedOut)
+    async def on_stop_timeout(_request: Request, exc: StopTimedOut) -> Response:
+        # The stop stands and will be carried out; the caller cannot be told the final figures yet.
+        return failure(errors.INTERNAL)
 
     @app.exception_handler(ValidationFailed)
     async def on_invalid(_request: Request, exc: ValidationFailed) -> Response:

@@ -67,21 +67,14 @@ def _migrate(settings: Settings) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from recordkit.app import create_app
+    from recordkit.server import serve
 
     public_url = args.public_url or f"http://{args.host}:{args.port}"
     settings, _ = build_settings(Path(args.data_dir), args.database_url, public_url)
     _migrate(settings)
     _print_welcome(settings)
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        proxy_headers=False,
-    )
+    serve(create_app(settings), args.host, args.port, args.log_level)
 
 
 def _demo(args: argparse.Namespace) -> None:

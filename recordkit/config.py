@@ -56,6 +56,12 @@ class Settings:
     retention_days: float = 7.0
     server_recording_defaults: dict[str, object] = field(default_factory=dict)
     media: MediaSettings = field(default_factory=MediaSettings)
+    # How many recordings this process captures at once; more wait INVOKED in the queue (0: none here).
+    max_recordings: int = field(default_factory=lambda: default_max_recordings(os.cpu_count()))
+    # How long a graceful shutdown may take to finish its recordings and their uploads.
+    drain_timeout_s: float = 30.0
+    # Multiplies every job retry delay (1 in production; tests shorten the waits).
+    retry_delay_scale: float = 1.0
 
     @property
     def bucket_dir(self) -> Path:
@@ -142,8 +148,16 @@ def build_settings(
         empty_meeting_timeout_s=float(env.get("RECORDKIT_EMPTY_MEETING_TIMEOUT_S") or 60),
         retention_days=retention_days(env),
         media=media_settings(env),
+        max_recordings=int(env.get("RECORDKIT_MAX_RECORDINGS") or default_max_recordings(os.cpu_count())),
+        drain_timeout_s=float(env.get("RECORDKIT_DRAIN_TIMEOUT_S") or 30),
+        retry_delay_scale=float(env.get("RECORDKIT_RETRY_DELAY_SCALE") or 1),
     )
     return settings, generated
+
+
+def default_max_recordings(cores: int | None) -> int:
+    """Two recordings per core: a 2-person 720p30 composite costs ≈ 0.45 core (bench/recording_cost.py)."""
+    return 2 * (cores or 1)
 
 
 def retention_days(environ: Mapping[str, str]) -> float:

@@ -45,13 +45,17 @@ async def api(database_url: str, data_dir: Path) -> AsyncIterator[Api]:
     """A client for an in-process recordkit on the module's database.
 
     Background jobs are only logged, not run, so what a test sees does not race with a worker;
-    tests that need a job's effect run it themselves.
+    tests that need a job's effect run it themselves. The wake-up bus listens (a stop of a recording no
+    recorder holds is finished by the reconciler it wakes), but no lifespan runs: no reconciler passes.
     """
     settings, _ = build_settings(data_dir, database_url, "http://testserver", environ=CREDENTIALS_ENV)
     jobs = JobLog()
     app = create_app(settings, dispatcher=jobs)
+    services = app.state.services
+    await services.bus.start()
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield Api(client=client, services=app.state.services, jobs=jobs)
-    await app.state.services.db.close()
+        yield Api(client=client, services=services, jobs=jobs)
+    await services.bus.close()
+    await services.db.close()
     await asyncio.sleep(0)

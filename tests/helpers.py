@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from recordkit.jobs.dispatcher import Job
 
@@ -18,13 +20,17 @@ BARE = f"/accounts/{ACCOUNT_ID}/realtime/kit"
 
 
 class JobLog:
-    """A dispatcher that keeps the jobs it is given instead of running them."""
+    """A dispatcher that keeps the jobs it is given instead of running them (jobs of rolled-back
+    transactions included: tests look at what was asked, not at what committed)."""
 
     def __init__(self) -> None:
         self.jobs: list[Job] = []
 
-    async def submit(self, job: Job) -> None:
+    async def submit(self, session: AsyncSession, job: Job) -> None:
         self.jobs.append(job)
+
+    async def pending(self, session: AsyncSession, kinds: Iterable[str]) -> set[tuple[str, str]]:
+        return {(job.kind, job.recording_id) for job in self.jobs if job.kind in set(kinds)}
 
 
 @dataclass

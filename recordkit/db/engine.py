@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-
-AFTER_COMMIT = "recordkit.after_commit"
-
-
-def after_commit(session: AsyncSession, callback: Callable[[], Awaitable[None]]) -> None:
-    """Run `callback` after the write transaction of `session` commits (never if it rolls back)."""
-    session.info.setdefault(AFTER_COMMIT, []).append(callback)
 
 
 def _json_dumps(value: Any) -> str:
@@ -53,15 +46,9 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction, committed when the block ends without an error.
-
-        Callbacks registered with `after_commit` run once the commit succeeded.
-        """
-        async with self._writes() as session:
-            async with session.begin():
-                yield session
-            for callback in session.info.pop(AFTER_COMMIT, []):
-                await callback()
+        """A session inside one transaction, committed when the block ends without an error."""
+        async with self._writes() as session, session.begin():
+            yield session
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -155,6 +155,17 @@ class Recording(Base):
     config: Mapped[dict[str, Any]]
     storage_config: Mapped[dict[str, Any] | None]
     storage_secrets: Mapped[str | None] = mapped_column(Text)
+    # Why an ERRORED recording failed, naming the step (for operators; stop_reason never changes after capture).
+    error_reason: Mapped[str | None] = mapped_column(Text)
+    # The process whose recorder captures this recording, and until when its claim holds unless renewed.
+    owner_id: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None]
+    # What the API (or a session's end) asked of the recorder, when, and why; the owner applies it and
+    # writes what it applied. A stop's outcome is the move to UPLOADING itself.
+    wanted_state: Mapped[str | None] = mapped_column(String(16))
+    wanted_at: Mapped[datetime | None]
+    wanted_reason: Mapped[dict[str, Any] | None]
+    applied_state: Mapped[str | None] = mapped_column(String(16))
     updated_at: Mapped[datetime]
 
     __table_args__ = (
@@ -164,6 +175,8 @@ class Recording(Base):
         # Narrow enough that counting one status of a large app stays cheap.
         Index(None, "app_id", "status"),
         Index(None, "meeting_id", "status"),
+        # The reconciler's walk over unfinished recordings of every app.
+        Index(None, "status", "lease_expires_at"),
     )
 
 
@@ -196,3 +209,28 @@ class WebhookEvent(Base):
     dispatched_at: Mapped[datetime | None]
 
     __table_args__ = (Index(None, "dispatched_at", "id"),)
+
+
+class QueuedJob(Base):
+    """A job of the embedded runner (SQLite): written in the transaction of the change that causes it.
+
+    PostgreSQL deployments keep their jobs in procrastinate's tables instead.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    queue: Mapped[str] = mapped_column(String(128))
+    recording_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    # todo → doing → succeeded | failed; back to todo for a retry.
+    status: Mapped[str] = mapped_column(String(16))
+    # Attempts finished (failed, or cut short by a crash); the running one is attempts + 1.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    run_after: Mapped[datetime]
+    taken_by: Mapped[str | None] = mapped_column(String(128))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "status", "run_after", "id"), Index(None, "recording_id", "kind"))

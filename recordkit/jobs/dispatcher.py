@@ -1,61 +1,50 @@
-"""The dispatcher seam (design.md): `submit(job)`; which runner is behind it is app.py's business."""
+"""The dispatcher seam (design.md): `submit(session, job)` writes a job in the transaction of the change that
+causes it, so the change and its job commit together or not at all; which engine runs it is app.py's business."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import timedelta
+from typing import Any, Protocol
 
-log = logging.getLogger(__name__)
+from sqlalchemy.ext.asyncio import AsyncSession
 
 
 @dataclass(frozen=True)
 class Job:
-    """A unit of background work: `record`, `upload` or `deliver_webhook`, about one recording."""
+    """A unit of background work about one recording: `record`, `record_tracks` or `upload`.
+
+    `queue` routes it (None: the kind's own queue).
+    """
 
     kind: str
     recording_id: str
-
-
-Handler = Callable[[Job], Awaitable[None]]
+    queue: str | None = None
 
 
 class Dispatcher(Protocol):
-    async def submit(self, job: Job) -> None: ...
+    async def submit(self, session: AsyncSession, job: Job) -> None:
+        """Write `job` into the open transaction of `session`; it runs once that transaction commits."""
+
+    async def pending(self, session: AsyncSession, kinds: Iterable[str]) -> set[tuple[str, str]]:
+        """(kind, recording id) of every job of these kinds waiting or running."""
+        ...
 
 
-class LocalDispatcher:
-    """Runs jobs as tasks on this process's event loop.
+class JobEngine(Dispatcher, Protocol):
+    """A dispatcher that also runs the jobs: the embedded runner or procrastinate."""
 
-    A job whose kind has no registered handler is logged and left alone: until a recorder is
-    registered, a started recording honestly stays INVOKED.
-    """
+    async def start(self, context: Any) -> None:
+        """Run jobs, each handler given `context`, until `stop()`."""
 
-    def __init__(self) -> None:
-        self._handlers: dict[str, Handler] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+    async def drain_queues(self, queues: Iterable[str], timeout_s: float) -> bool:
+        """Claim no more jobs from these queues and wait until their running jobs ended; whether in time."""
+        ...
 
-    def register(self, kind: str, handler: Handler) -> None:
-        self._handlers[kind] = handler
+    async def stop(self, timeout_s: float) -> None:
+        """Claim nothing more; running jobs may end within `timeout_s`, the rest are cut short and run again
+        (their cut attempt counted) wherever jobs are next taken."""
 
-    async def submit(self, job: Job) -> None:
-        handler = self._handlers.get(job.kind)
-        if handler is None:
-            log.info("no worker for %s jobs; recording %s waits", job.kind, job.recording_id)
-            return
-        task = asyncio.create_task(self._run(handler, job))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, handler: Handler, job: Job) -> None:
-        try:
-            await handler(job)
-        except Exception:
-            log.exception("%s job for recording %s failed", job.kind, job.recording_id)
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+    async def prune(self, older_than: timedelta) -> None:
+        """Forget jobs that ended more than `older_than` ago."""

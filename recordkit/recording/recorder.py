@@ -29,7 +29,7 @@ import av
 from recordkit.meetings.media.events import ParticipantJoined, ParticipantLeft, TrackAdded, TrackEnded
 from recordkit.meetings.media.reading import TimedFrame
 from recordkit.meetings.media.source import MediaSource, UnknownTrack
-from recordkit.recording.control import Finished
+from recordkit.recording.capture import Finished
 from recordkit.recording.encoder import AudioFileEncoder, CompositeEncoder
 from recordkit.recording.layout import Compositor
 from recordkit.recording.mixer import Mixer
@@ -135,13 +135,18 @@ class Recorder:
         await self._stop.wait()
         await self._tasks.wait_for_hooks()
 
-    def pause(self) -> None:
+    def pause(self, at_wall_s: float) -> None:
         if self._timeline is not None:
-            self._timeline.pause(time.time())
+            self._timeline.pause(self._not_rendered_yet(at_wall_s))
 
-    def resume(self) -> None:
+    def resume(self, at_wall_s: float) -> None:
         if self._timeline is not None:
-            self._timeline.resume(time.time())
+            self._timeline.resume(self._not_rendered_yet(at_wall_s))
+
+    def _not_rendered_yet(self, at_wall_s: float) -> float:
+        """The instant itself when it is still ahead of the output (the usual case: the output runs a jitter
+        delay behind), else the first one not yet rendered: what is in the file stays as it is."""
+        return min(max(at_wall_s, self._rendered_until_wall_s), time.time())
 
     async def finish(self, at_wall_s: float | None = None) -> Finished:
         """Stop capturing (now, or at `at_wall_s` if that is earlier) and finalise the files.

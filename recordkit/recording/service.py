@@ -1,24 +1,33 @@
-"""The recording rules applied to the database (recordings.md §6–§7): start, act, read and list.
+"""The API side of the recording service (recordings.md §6–§7): start, act, read and list.
 
 Every state change happens inside one write transaction that first locks what it decides on (the
 meeting row for starts, the recording row for changes), so two concurrent calls never both win; each
-change queues its webhook event in that same transaction, and the recorder is dispatched only after
-the commit.
+change queues its webhook event and its job in that same transaction.
+
+The API never talks to a recorder. Pause, resume and stop write the wanted state on the recording row and
+announce it; the recorder's owner, in this process or another, applies it (recording/ownership.py). A stop
+answers once the owner has finalised the file and moved the row on, so its answer carries the final
+`file_size` and `stopped_time` (§6.5); a recording whose owner is gone is finished by the reconciler.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from recordkit.clock import parse_iso8601, unix_ms, utcnow
-from recordkit.db.engine import Database, after_commit
+from recordkit.db.bus import CAPTURE_ENDED, CONTROL, Bus
+from recordkit.db.engine import Database
 from recordkit.db.models import Meeting, MeetingSession, Recording
 from recordkit.db.paging import page_offset
 from recordkit.errors import Conflict, Invalid, UnknownId
@@ -27,7 +36,6 @@ from recordkit.meetings.callers import Caller
 from recordkit.meetings.service import MeetingInactive, lock_meeting
 from recordkit.meetings.sessions import NoActiveSession, live_session
 from recordkit.recording import config as rconfig
-from recordkit.recording.control import Captures, Finished
 from recordkit.recording.lifecycle import (
     ACTIVE,
     CAPTURING,
@@ -38,28 +46,28 @@ from recordkit.recording.lifecycle import (
     TrackCannotPause,
     next_status,
 )
+from recordkit.recording.ownership import PAUSED, RECORDING, STOPPED
+from recordkit.recording.rows import ALL_PEERS_LEFT, change_status, close_pause, lock_recording, set_capture_end
 from recordkit.storage.config import split_secrets
 from recordkit.storage.secrets import SecretBox
 from recordkit.webhooks.events import queue_status_update
 
+log = logging.getLogger(__name__)
+
 ACTIVE_NAMES = tuple(status.value for status in ACTIVE)
 CAPTURING_NAMES = tuple(status.value for status in CAPTURING)
 TRACK_ACTIVE_NAMES = (Status.INVOKED.value, Status.RECORDING.value)
-ALL_PEERS_LEFT = {"reason": "ALL_PEERS_LEFT", "caller": None}
-INTERNAL_ERROR = {"reason": "INTERNAL_ERROR", "caller": None}
 # Ids per IN (...) list: well under SQLite's and asyncpg's limits on bound parameters.
 _IDS_PER_QUERY = 500
+# How long a stop waits for the owner to finalise the file: past a lease (10 s) and a reconciler pass (3 s),
+# so even a recording whose owner died meanwhile has been finished by the reconciler.
+STOP_WAIT_S = 20.0
+# How often a waiting stop looks at the row, in case the announcement of its end was missed.
+STOP_POLL_S = 0.25
 
 
-@dataclass(frozen=True)
-class UploadOutcome:
-    """What the upload job achieved: whether every target holds the files, and the built-in links."""
-
-    succeeded: bool
-    file_size: int | None
-    download_url: Any
-    audio_download_url: str | None
-    download_url_expiry: datetime | None
+class StopTimedOut(Exception):
+    """A stop was asked and stands, but no process finished the capture in time."""
 
 
 @dataclass(frozen=True)
@@ -74,13 +82,15 @@ class Recordings:
     """Start, change, read and list recordings of one recordkit deployment."""
 
     def __init__(
-        self, db: Database, dispatcher: Dispatcher, secrets: SecretBox, server_defaults: dict[str, Any]
+        self, db: Database, jobs: Dispatcher, bus: Bus, secrets: SecretBox, server_defaults: dict[str, Any]
     ) -> None:
         self.db = db
-        self.dispatcher = dispatcher
+        self.jobs = jobs
+        self.bus = bus
         self.secrets = secrets
         self.server_defaults = server_defaults
-        self.captures = Captures()
+        self._capture_waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        bus.subscribe(CAPTURE_ENDED, self._on_capture_ended)
 
     async def recording(self, app_id: str, recording_id: str) -> Recording:
         """The recording of this app, or 404."""
@@ -101,7 +111,7 @@ class Recordings:
         return StartRequest(body=body, effective=effective)
 
     async def start_composite(self, app_id: str, meeting: Meeting, request: StartRequest, caller: Caller) -> Recording:
-        """Create an INVOKED composite recording (§6.1 steps 1–3); its recorder is dispatched after commit."""
+        """Create an INVOKED composite recording (§6.1 steps 1–3) and its record job."""
         async with self.db.write() as session:
             locked = await lock_meeting(session, app_id, meeting.id)
             _refuse_inactive(locked)
@@ -158,125 +168,72 @@ class Recordings:
         return recording
 
     async def act(self, recording: Recording, action: str, caller: Caller) -> Recording:
-        """Apply pause, resume or stop (§6.5, §7.2) atomically; 409 when the state forbids it."""
+        """Apply pause, resume or stop (§6.5, §7.2); 409 when the state forbids it. Concurrent actions are
+        serialised: an action that finds a stop under way waits for it, then answers from the state it left."""
         event = Event(action)
-        now = utcnow()
-        # Finalising the file takes ~0.1-0.2 s: do it before taking the row lock, which on SQLite holds up
-        # every write in the server. finish() is idempotent, so a stop that then loses a race is harmless.
-        finished = await self._finish_before_stop(recording, event)
-        async with self.db.write() as session:
-            current = await _lock_recording(session, recording.id)
-            try:
-                target = next_status(Status(current.status), event, Kind(current.type))
-            except TrackCannotPause:
-                raise Conflict(f"Recording {current.id} is a track recording; cannot {action}") from None
-            except IllegalTransition:
-                raise Conflict(f"Recording {current.id} is in state {current.status}; cannot {action}") from None
-            capture = self.captures.get(current.id)
-            if event is Event.STOP:
-                if finished is None and capture is not None:
-                    finished = await capture.finish()
-                if finished is not None:
-                    current.file_size, now = finished.file_size, max(now, finished.ended_at)
-                    # A track recording that captured nothing ends ERRORED, not UPLOADING (§7.2).
-                    target = next_status(Status(current.status), event, Kind(current.type), finished.captured_media)
-                _end_capture(current, now, {"reason": "API_CALL", "caller": caller.wire()})
-                if target is Status.UPLOADING:
-                    self._dispatch_after_commit(session, Job("upload", current.id))
-            elif event is Event.PAUSE:
-                current.paused_at = now
-                if capture is not None:
-                    capture.pause()
-            else:
-                _close_pause(current, now)
-                if capture is not None:
-                    capture.resume()
-            await _change(session, current, target, now)
-        return current
+        while True:
+            now = utcnow()
+            async with self.db.write() as session:
+                current = await lock_recording(session, recording.id)
+                stopping = current.wanted_state == STOPPED and current.status in CAPTURING_NAMES
+                if not stopping:
+                    target = _checked(current, event, action)
+                    await self._ask(session, current, event, target, caller, now)
+            if not stopping and (event is not Event.STOP or target is Status.ERRORED):
+                return current
+            ended = await self._capture_end(recording.id)
+            if not stopping:
+                return ended  # our stop, carried out: UPLOADING (or ERRORED) with the file's final figures
 
-    async def _finish_before_stop(self, recording: Recording, event: Event) -> Finished | None:
-        capture = self.captures.get(recording.id)
-        if event is not Event.STOP or capture is None:
-            return None
+    async def _ask(
+        self, session: AsyncSession, current: Recording, event: Event, target: Status, caller: Caller, now: datetime
+    ) -> None:
+        """Write the action on the locked row: the state it moves to now, and what its recorder must do."""
+        if event is Event.STOP and target is Status.ERRORED:
+            # Stopped before capture began (§7.2): nothing to finalise; a recorder starting up lets go.
+            set_capture_end(current, now, {"reason": "API_CALL", "caller": caller.wire()})
+            await change_status(session, current, target, now)
+        elif event is Event.STOP:
+            # The owner ends the capture (UPLOADING) once the file is final.
+            current.wanted_reason = {"reason": "API_CALL", "caller": caller.wire()}
+        elif event is Event.PAUSE:
+            current.paused_at = now
+            await change_status(session, current, target, now)
+        else:
+            close_pause(current, now)
+            await change_status(session, current, target, now)
+        current.wanted_state = {Event.STOP: STOPPED, Event.PAUSE: PAUSED, Event.RESUME: RECORDING}[event]
+        current.wanted_at = now
+        await self.bus.publish(session, CONTROL, current.id)
+
+    async def _capture_end(self, recording_id: str) -> Recording:
+        """Wait until the recording has left RECORDING/PAUSED (its owner, or the reconciler, ended it)."""
+        ended = asyncio.Event()
+        self._capture_waiters[recording_id].add(ended)
+        deadline = asyncio.get_running_loop().time() + STOP_WAIT_S
         try:
-            next_status(Status(recording.status), event, Kind(recording.type))
-        except IllegalTransition:
-            return None  # the check under the lock answers 409
-        return await capture.finish()
+            while True:
+                async with self.db.read() as session:
+                    current = await session.get(Recording, recording_id)
+                assert current is not None
+                if current.status not in CAPTURING_NAMES:
+                    return current
+                if asyncio.get_running_loop().time() > deadline:
+                    log.error("recording %s: no process ended its capture within %.0f s", recording_id, STOP_WAIT_S)
+                    raise StopTimedOut(recording_id)
+                ended.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(STOP_POLL_S):
+                        await ended.wait()
+        finally:
+            waiters = self._capture_waiters[recording_id]
+            waiters.discard(ended)
+            if not waiters:
+                del self._capture_waiters[recording_id]
 
-    async def capture_started(self, recording_id: str, began_at: datetime | None = None) -> Recording:
-        """The recorder wrote its first frame: INVOKED → RECORDING (§7.4). `began_at` is the instant its
-        media starts (the file's time 0), so `recording_duration` matches the file."""
-        now = utcnow()
-        async with self.db.write() as session:
-            current = await _lock_recording(session, recording_id)
-            target = next_status(Status(current.status), Event.CAPTURE_STARTED, Kind(current.type))
-            current.started_time = max(current.invoked_time, min(began_at or now, now))
-            if current.session_id is None:
-                live = await live_session(session, current.meeting_id)
-                current.session_id = live.id if live else None
-            await _change(session, current, target, now)
-        return current
-
-    async def end_capture(
-        self,
-        recording_id: str,
-        stop_reason: dict[str, Any],
-        *,
-        file_size: int | None = None,
-        stopped_at: datetime | None = None,
-        at_max_seconds: bool = False,
-        captured_media: bool = True,
-    ) -> Recording | None:
-        """Capture ended without an API call (§7.4): RECORDING/PAUSED → UPLOADING with `stop_reason`,
-        and the finished file's size. `stopped_at` (default now) is when capture really ended. A track
-        recording that captured no media (`captured_media` False) goes to ERRORED instead.
-
-        Returns None when the recording had already left capture (an API stop won the race).
-        """
-        async with self.db.write() as session:
-            current = await _lock_recording(session, recording_id)
-            if file_size is not None:
-                current.file_size = file_size
-            if at_max_seconds and current.started_time is not None:
-                # §7.4: stopped_time = started_time + max_seconds exactly.
-                stopped_at = current.started_time + timedelta(seconds=current.config["max_seconds"])
-            ended = await _end_capture_in(session, current, stop_reason, stopped_at or utcnow(), captured_media)
-        if ended is Status.UPLOADING:
-            await self.dispatcher.submit(Job("upload", recording_id))
-        return current if ended is not None else None
-
-    async def capture_failed(self, recording_id: str) -> Recording | None:
-        """The recorder failed before writing anything, or never started in time: INVOKED → ERRORED."""
-        now = utcnow()
-        async with self.db.write() as session:
-            current = await _lock_recording(session, recording_id)
-            try:
-                target = next_status(Status(current.status), Event.CAPTURE_FAILED, Kind(current.type))
-            except IllegalTransition:
-                return None
-            current.stopped_time = now
-            current.stop_reason = INTERNAL_ERROR
-            await _change(session, current, target, now)
-        return current
-
-    async def unfinished(self) -> list[Recording]:
-        """Every recording not yet UPLOADED or ERRORED, oldest first (for restart recovery)."""
-        async with self.db.read() as session:
-            rows = await session.execute(
-                select(Recording)
-                .where(Recording.status.in_((*ACTIVE_NAMES, Status.UPLOADING.value)))
-                .order_by(Recording.invoked_time)
-            )
-            return list(rows.scalars())
-
-    async def invoked_before(self, cutoff: datetime) -> list[str]:
-        """Ids of recordings still INVOKED that were started before `cutoff`."""
-        async with self.db.read() as session:
-            rows = await session.execute(
-                select(Recording.id).where(Recording.status == Status.INVOKED.value, Recording.invoked_time < cutoff)
-            )
-            return list(rows.scalars())
+    def _on_capture_ended(self, recording_id: str) -> None:
+        for waiting in self._capture_waiters.get(recording_id, ()):
+            waiting.set()
 
     async def expired_among(self, recording_ids: Sequence[str], now: datetime) -> list[str]:
         """Which of these recordings' download links ran out before `now`."""
@@ -289,36 +246,6 @@ class Recordings:
                 )
                 expired += rows.scalars()
         return expired
-
-    async def get(self, recording_id: str) -> Recording | None:
-        """Any recording by id, whatever its app (for workers, never for API callers)."""
-        async with self.db.read() as session:
-            return await session.get(Recording, recording_id)
-
-    async def meeting_by_id(self, meeting_id: str) -> Meeting | None:
-        """Any meeting by id (for workers, never for API callers)."""
-        async with self.db.read() as session:
-            return await session.get(Meeting, meeting_id)
-
-    async def finish_upload(self, recording_id: str, outcome: UploadOutcome) -> Recording | None:
-        """UPLOADING → UPLOADED when every target holds the files, else ERRORED (§7.4, §10.3).
-
-        The built-in copy's links are set either way when it was made: a file we have is never hidden.
-        """
-        now = utcnow()
-        async with self.db.write() as session:
-            current = await _lock_recording(session, recording_id)
-            event = Event.UPLOAD_SUCCEEDED if outcome.succeeded else Event.UPLOAD_FAILED
-            try:
-                target = next_status(Status(current.status), event, Kind(current.type))
-            except IllegalTransition:
-                return None
-            current.file_size = outcome.file_size
-            current.download_url = outcome.download_url
-            current.audio_download_url = outcome.audio_download_url
-            current.download_url_expiry = outcome.download_url_expiry
-            await _change(session, current, target, now)
-        return current
 
     async def on_session_started(self, session: AsyncSession, live: MeetingSession) -> None:
         """Session hook, inside the transaction that started `live`: waiting recordings join the
@@ -342,7 +269,8 @@ class Recordings:
             await self._insert_composite(session, meeting, plan, {"reason": "RECORD_ON_START", "caller": None})
 
     async def on_session_ended(self, session: AsyncSession, ended: MeetingSession) -> None:
-        """Session hook, inside the transaction that ended it: its capturing recordings stop (§7.4)."""
+        """Session hook, inside the transaction that ended it: its capturing recordings are asked to stop where
+        the session ended (§7.4); their owners finalise the files once this transaction commits."""
         capturing = (
             await session.execute(
                 select(Recording)
@@ -350,17 +278,13 @@ class Recordings:
                 .with_for_update()
             )
         ).scalars()
-        now = utcnow()
         for recording in list(capturing):
-            capture = self.captures.get(recording.id)
-            ended_at, captured_media = now, True
-            if capture is not None:
-                finished = await capture.finish()
-                recording.file_size, ended_at = finished.file_size, finished.ended_at
-                captured_media = finished.captured_media
-            ended = await _end_capture_in(session, recording, ALL_PEERS_LEFT, ended_at, captured_media)
-            if ended is Status.UPLOADING:
-                self._dispatch_after_commit(session, Job("upload", recording.id))
+            if recording.wanted_state == STOPPED:
+                continue  # a stop is already under way
+            recording.wanted_state = STOPPED
+            recording.wanted_at = min(ended.ended_at or utcnow(), utcnow())
+            recording.wanted_reason = ALL_PEERS_LEFT
+            await self.bus.publish(session, CONTROL, recording.id)
 
     async def active_recording(self, meeting_id: str) -> Recording | None:
         """The latest active composite recording of the meeting (§6.3), if any."""
@@ -460,13 +384,7 @@ class Recordings:
         session.add(recording)
         await session.flush()
         await queue_status_update(session, recording, recording.invoked_time)
-        self._dispatch_after_commit(session, job)
-
-    def _dispatch_after_commit(self, session: AsyncSession, job: Job) -> None:
-        async def dispatch() -> None:
-            await self.dispatcher.submit(job)
-
-        after_commit(session, dispatch)
+        await self.jobs.submit(session, job)
 
     def _storage_secrets(self, effective: dict[str, Any], meeting: Meeting) -> str | None:
         """The sealed secrets of the level the storage_config came from (§8: never mixed)."""
@@ -507,40 +425,11 @@ def _list_conditions(app_id: str, query: dict[str, Any], now: datetime) -> list[
     return conditions
 
 
-async def _lock_recording(session: AsyncSession, recording_id: str) -> Recording:
-    return (await session.execute(select(Recording).where(Recording.id == recording_id).with_for_update())).scalar_one()
-
-
-def _close_pause(recording: Recording, now: datetime) -> None:
-    if recording.paused_at is not None:
-        recording.paused_total_ms += round((now - recording.paused_at).total_seconds() * 1000)
-        recording.paused_at = None
-
-
-def _end_capture(recording: Recording, now: datetime, reason: dict[str, Any]) -> None:
-    _close_pause(recording, now)
-    recording.stopped_time = now
-    recording.stop_reason = reason
-
-
-async def _end_capture_in(
-    session: AsyncSession, recording: Recording, stop_reason: dict[str, Any], now: datetime, captured_media: bool
-) -> Status | None:
-    """End capture in this transaction; the new status (UPLOADING, or ERRORED for a track recording that
-    captured nothing), or None when the recording was no longer capturing."""
+def _checked(current: Recording, event: Event, action: str) -> Status:
+    """The status the action moves the recording to (§7.2), or 409."""
     try:
-        target = next_status(Status(recording.status), Event.CAPTURE_ENDED, Kind(recording.type), captured_media)
+        return next_status(Status(current.status), event, Kind(current.type))
+    except TrackCannotPause:
+        raise Conflict(f"Recording {current.id} is a track recording; cannot {action}") from None
     except IllegalTransition:
-        return None
-    _end_capture(recording, now, stop_reason)
-    await _change(session, recording, target, now)
-    return target
-
-
-async def _change(session: AsyncSession, recording: Recording, target: Status, now: datetime) -> None:
-    recording.status = target.value
-    recording.updated_at = now
-    if target in (Status.ERRORED, Status.UPLOADED):
-        recording.storage_secrets = None
-    await session.flush()
-    await queue_status_update(session, recording, now)
+        raise Conflict(f"Recording {current.id} is in state {current.status}; cannot {action}") from None

@@ -34,7 +34,7 @@ from recordkit.meetings.media.events import ParticipantInfo, TrackAdded, TrackIn
 from recordkit.meetings.media.receiving import EncodedFrame
 from recordkit.meetings.media.source import EventStream, MediaSource, UnknownTrack
 from recordkit.recording import config as rconfig
-from recordkit.recording.control import Finished
+from recordkit.recording.capture import Finished
 from recordkit.recording.manifest import Manifest, ManifestFile, manifest_file_name, wall_time_iso, write_manifest
 from recordkit.recording.passthrough import PassthroughFile, codec_name, muxing
 from recordkit.recording.recorder import Ending, RecorderHooks
@@ -147,10 +147,10 @@ class TrackRecorder:
         await self._stop.wait()
         await self._tasks.wait_for_hooks()
 
-    def pause(self) -> None:
+    def pause(self, at_wall_s: float) -> None:
         """Never called: the service refuses pause for track recordings (§6.5)."""
 
-    def resume(self) -> None:
+    def resume(self, at_wall_s: float) -> None:
         """Never called: the service refuses resume for track recordings (§6.5)."""
 
     async def finish(self, at_wall_s: float | None = None) -> Finished:

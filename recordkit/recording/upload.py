@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from recordkit.clock import to_wire, utcnow
 from recordkit.db.models import Participant, Recording
-from recordkit.jobs.dispatcher import Job
+from recordkit.jobs.kinds import JobKind, RetryPolicy, describe
 from recordkit.recording import config as rconfig
 from recordkit.recording.lifecycle import Kind, Status
 from recordkit.recording.manifest import (
@@ -28,8 +28,9 @@ from recordkit.recording.manifest import (
     write_manifest,
 )
 from recordkit.recording.remux import media_duration_s
-from recordkit.recording.service import Recordings, UploadOutcome
+from recordkit.recording.reports import CaptureReports, UploadOutcome
 from recordkit.recording.spool import spool_dir
+from recordkit.recording.work import WorkContext
 from recordkit.storage.bucket import LocalBucket
 
 log = logging.getLogger(__name__)
@@ -38,35 +39,54 @@ log = logging.getLogger(__name__)
 People = dict[str, tuple[str, str | None]]
 
 
-class Uploads:
-    """Runs `upload` jobs: a composite recording's file(s), or a track recording's files and manifest."""
+async def upload(context: WorkContext, recording_id: str) -> None:
+    """Upload one recording; a recording no longer UPLOADING is left alone (a retry of a job that got there)."""
+    reports = context.reports
+    recording = await reports.get(recording_id)
+    if recording is None or recording.status != Status.UPLOADING.value:
+        return
+    people = await meeting_people(reports, recording.meeting_id) if recording.type == Kind.TRACK.value else {}
+    files = RecordingFiles(context.bucket, context.settings.data_dir, context.settings.link_lifetime)
+    outcome = await asyncio.to_thread(files.store, recording, people)
+    await reports.finish_upload(recording.id, outcome)
 
-    def __init__(self, recordings: Recordings, bucket: LocalBucket, data_dir: Path, link_lifetime: timedelta) -> None:
-        self.recordings = recordings
+
+async def upload_gave_up(context: WorkContext, recording_id: str, error: BaseException) -> None:
+    """The upload kept failing: ERRORED with the step and the error class named (§7.4); what reached the bucket
+    stays there."""
+    await context.reports.upload_gave_up(recording_id, f"upload to the built-in bucket failed: {describe(error)}")
+
+
+# §10.4: uploads are retried at least 5 times over at least 30 s: here 2, 4, 8, 16 and 32 s (±20 %).
+UPLOAD = JobKind(
+    name="upload",
+    queue="upload",
+    policy=RetryPolicy(attempts=6, first_delay_s=2.0, max_delay_s=60.0),
+    run=upload,
+    gave_up=upload_gave_up,
+)
+
+
+async def meeting_people(reports: CaptureReports, meeting_id: str) -> People:
+    """The meeting's participants, for a track manifest that has to be rebuilt after a crash."""
+    async with reports.db.read() as session:
+        rows = await session.execute(
+            select(Participant.id, Participant.custom_participant_id, Participant.name).where(
+                Participant.meeting_id == meeting_id
+            )
+        )
+        return {participant_id: (custom_id, name) for participant_id, custom_id, name in rows}
+
+
+class RecordingFiles:
+    """A recording's files moved from the spool into the built-in bucket, with their signed links."""
+
+    def __init__(self, bucket: LocalBucket, data_dir: Path, link_lifetime: timedelta) -> None:
         self.bucket = bucket
         self.data_dir = data_dir
         self.link_lifetime = link_lifetime
 
-    async def run(self, job: Job) -> None:
-        """Upload one recording; a recording no longer UPLOADING is left alone (a retry after restart)."""
-        recording = await self.recordings.get(job.recording_id)
-        if recording is None or recording.status != Status.UPLOADING.value:
-            return
-        people = await self._people(recording.meeting_id) if recording.type == Kind.TRACK.value else {}
-        outcome = await asyncio.to_thread(self._store, recording, people)
-        await self.recordings.finish_upload(recording.id, outcome)
-
-    async def _people(self, meeting_id: str) -> People:
-        """The meeting's participants, for a track manifest that has to be rebuilt after a crash."""
-        async with self.recordings.db.read() as session:
-            rows = await session.execute(
-                select(Participant.id, Participant.custom_participant_id, Participant.name).where(
-                    Participant.meeting_id == meeting_id
-                )
-            )
-            return {participant_id: (custom_id, name) for participant_id, custom_id, name in rows}
-
-    def _store(self, recording: Recording, people: People) -> UploadOutcome:
+    def store(self, recording: Recording, people: People) -> UploadOutcome:
         if recording.type == Kind.TRACK.value:
             return self._store_tracks(recording, people)
         names = [recording.output_file_name]
@@ -76,26 +96,26 @@ class Uploads:
         sizes = {name: self._into_bucket(recording.id, name) for name in names}
         if sizes[recording.output_file_name] is None:
             log.error("recording %s: its file %s is missing", recording.id, recording.output_file_name)
-            return UploadOutcome(False, recording.file_size, None, None, None)
+            failure = f"upload: the file {recording.output_file_name} is missing"
+            return UploadOutcome(False, recording.file_size, None, None, None, failure)
         expires_s = self._links_expire_s()
         main_url = self.bucket.signed_url(recording.id, recording.output_file_name, expires_s)
         audio_url = main_url if _is_audio_only(recording) else None
         if audio_name and sizes[audio_name] is not None:
             audio_url = self.bucket.signed_url(recording.id, audio_name, expires_s)
         # External stores (S3, Azure, GCS, SFTP) are not wired yet: an honest ERRORED keeps the built-in copy.
-        succeeded = recording.storage_config is None
-        if not succeeded:
-            log.error(
-                "recording %s: external storage %s is not supported yet",
-                recording.id,
-                recording.storage_config.get("type"),
-            )
+        failure = None
+        if recording.storage_config is not None:
+            store_type = recording.storage_config.get("type")
+            log.error("recording %s: external storage %s is not supported yet", recording.id, store_type)
+            failure = f"upload: external storage {store_type} is not supported yet"
         return UploadOutcome(
-            succeeded=succeeded,
+            succeeded=failure is None,
             file_size=sizes[recording.output_file_name],
             download_url=main_url,
             audio_download_url=audio_url,
             download_url_expiry=datetime.fromtimestamp(expires_s, UTC).replace(tzinfo=None),
+            failure=failure,
         )
 
     def _store_tracks(self, recording: Recording, people: People) -> UploadOutcome:
@@ -114,8 +134,9 @@ class Uploads:
         missing = sorted(file_name for file_name, size in sizes.items() if size is None)
         if missing:
             log.error("recording %s: its track files %s are missing", rid, ", ".join(missing))
+        failure = f"upload: the track files {', '.join(missing)} are missing" if missing else None
         if manifest_size is None or len(missing) == len(sizes):
-            return UploadOutcome(False, recording.file_size, None, None, None)
+            return UploadOutcome(False, recording.file_size, None, None, None, failure or "upload: no manifest")
         expires_s = self._links_expire_s()
 
         def link(file_name: str) -> str:
@@ -131,6 +152,7 @@ class Uploads:
             download_url=download_urls(files, link, manifest_link),
             audio_download_url=None,
             download_url_expiry=datetime.fromtimestamp(expires_s, UTC).replace(tzinfo=None),
+            failure=failure,
         )
 
     def _links_expire_s(self) -> int:

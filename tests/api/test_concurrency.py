@@ -38,7 +38,7 @@ async def test_parallel_stops_and_pauses_leave_a_legal_state(api: Api) -> None:
     for _ in range(3):
         meeting = await api.new_meeting(app_id)
         rid = (await api.ok("POST", f"/{app_id}/recordings", json={"meeting_id": meeting["id"]}))["id"]
-        await api.services.recordings.capture_started(rid)
+        await api.services.reports.capture_started(rid)
         actions = ["stop"] * 10 + ["pause"] * 10 + ["resume"] * 10
         responses = await asyncio.gather(
             *(api.call("PUT", f"/{app_id}/recordings/{rid}", json={"action": action}) for action in actions)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from recordkit.clock import parse_iso8601, utcnow
 from recordkit.db.models import Recording, WebhookEvent
 from recordkit.meetings.sessions import peer_joined
 from tests.helpers import ACCOUNT_ID, BARE, Api, assert_error
@@ -264,7 +265,7 @@ async def test_pause_resume_stop_follow_the_state_table(api: Api, app_id: str) -
     rid = data["id"]
     for action in ("pause", "resume"):
         assert_error(await act(api, app_id, rid, action), 409, f"Recording {rid} is in state INVOKED; cannot {action}")
-    await api.services.recordings.capture_started(rid)
+    await api.services.reports.capture_started(rid)
     assert_error(await act(api, app_id, rid, "resume"), 409, f"Recording {rid} is in state RECORDING; cannot resume")
     paused = await api.ok("PUT", f"/{app_id}/recordings/{rid}", json={"action": "pause"})
     assert paused["status"] == "PAUSED" and paused["started_time"] is not None
@@ -324,7 +325,7 @@ async def test_list_paging_filters_and_order(api: Api) -> None:
         ids.append(data["id"])
         await asyncio.sleep(0.002)
     await act(api, app_id, ids[0], "stop")
-    await api.services.recordings.capture_started(ids[1])
+    await api.services.reports.capture_started(ids[1])
 
     async def page(**query: Any) -> Any:
         response = await api.call("GET", f"/{app_id}/recordings", params=query)
@@ -541,11 +542,20 @@ async def test_kick_all_stops_capturing_recordings(api: Api, app_id: str) -> Non
     participant = await api.new_participant(app_id, meeting["id"])
     await peer_joined(api.services.db, meeting["id"], participant["id"], events=api.services.session_events)
     rid = (await started(api, app_id, meeting_id=meeting["id"]))["id"]
-    await api.services.recordings.capture_started(rid)
+    await api.services.reports.capture_started(rid)
     await api.ok("PUT", f"/{app_id}/recordings/{rid}", json={"action": "pause"})
+    kicked_at = utcnow()
     kicked = await api.ok("POST", f"/{app_id}/meetings/{meeting['id']}/active-session/kick-all")
     assert kicked["kicked_participants_count"] == 1
-    stopped = await api.ok("GET", f"/{app_id}/recordings/{rid}")
-    assert stopped["status"] == "UPLOADING"
+    # The session's end asks the recording to stop; with no recorder holding it, the reconciler ends it at once.
+    stopped = await until_status(api, app_id, rid, "UPLOADING")
     assert stopped["stop_reason"] == {"reason": "ALL_PEERS_LEFT", "caller": None}
-    assert stopped["stopped_time"] is not None
+    assert abs((parse_iso8601(stopped["stopped_time"]) - kicked_at).total_seconds()) < 1, "stopped at the kick"
+
+
+async def until_status(api: Api, app_id: str, rid: str, status: str, timeout_s: float = 5) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while (recording := await api.ok("GET", f"/{app_id}/recordings/{rid}"))["status"] != status:
+        assert asyncio.get_running_loop().time() < deadline, recording
+        await asyncio.sleep(0.02)
+    return recording

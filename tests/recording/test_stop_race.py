@@ -27,7 +27,7 @@ async def until_no_recorder_runs(server: ThreadServer, timeout_s: float = 10) ->
     """How many recorders still run once none does, or after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while True:
-        running = len(server.services.recordings.captures)
+        running = len(server.services.recorders)
         if not running or time.monotonic() > deadline:
             return running
         await asyncio.sleep(0.05)

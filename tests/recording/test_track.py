@@ -18,7 +18,7 @@ import pytest
 from recordkit.meetings.media.events import ParticipantInfo, ParticipantJoined, RoomEvent, TrackAdded, TrackInfo
 from recordkit.meetings.media.receiving import EncodedFrame, is_keyframe
 from recordkit.meetings.media.source import MediaSource
-from recordkit.recording.control import Finished
+from recordkit.recording.capture import Finished
 from recordkit.recording.manifest import manifest_file_name
 from recordkit.recording.recorder import Ending, RecorderHooks
 from recordkit.recording.track import TrackPlan, TrackRecorder

@@ -9,11 +9,10 @@ from typing import Any, cast
 import pytest
 
 from recordkit.clock import utcnow
-from recordkit.jobs.dispatcher import Job
 from recordkit.meetings.sessions import end_session, peer_joined
-from recordkit.recording.control import Finished
+from recordkit.recording.capture import Finished
 from recordkit.recording.track import TrackRecorder
-from recordkit.recording.track_worker import TrackRecorders
+from recordkit.recording.track_worker import attached, record_tracks
 from tests.helpers import Api
 
 
@@ -30,15 +29,10 @@ async def invoked_track_recording(api: Api, app_id: str) -> dict[str, Any]:
     return dict(data["recording"])
 
 
-def recorders(api: Api) -> TrackRecorders:
-    services = api.services
-    return TrackRecorders(services.recordings, services.media, services.settings.data_dir)
-
-
 async def test_a_session_that_ended_before_the_job_ran_fails_the_recording(api: Api, app_id: str) -> None:
     recording = await invoked_track_recording(api, app_id)
     await end_session(api.services.db, recording["session_id"], events=api.services.session_events)
-    await recorders(api).run(Job("record_tracks", recording["id"]))
+    await record_tracks(api.services.work, recording["id"])
     done = await api.ok("GET", f"/{app_id}/recordings/{recording['id']}")
     assert done["status"] == "ERRORED" and done["stop_reason"] == {"reason": "INTERNAL_ERROR", "caller": None}
 
@@ -48,7 +42,7 @@ class NothingRecorded:
 
     recording_id = ""
 
-    async def finish(self) -> Finished:
+    async def finish(self, at_wall_s: float | None = None) -> Finished:
         return Finished(None, utcnow(), captured_media=False)
 
 
@@ -59,7 +53,9 @@ async def test_a_session_that_ended_while_the_recorder_attached_stops_it(api: Ap
     stand_in = NothingRecorded()
     stand_in.recording_id = recording["id"]
     # …so the recorder, once attached, finds the session gone and stops the way the session's end would have.
-    await recorders(api)._attached(cast(TrackRecorder, stand_in), time.time())
+    recorders = api.services.recorders
+    assert await recorders.claim(recording["id"]) is not None
+    await attached(api.services.reports, cast(TrackRecorder, stand_in), time.time(), recorders.node_id)
     done = await api.ok("GET", f"/{app_id}/recordings/{recording['id']}")
     assert done["status"] == "ERRORED", "captured nothing"
     assert done["stop_reason"] == {"reason": "ALL_PEERS_LEFT", "caller": None} and done["started_time"] is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from datetime import UTC, timedelta
@@ -12,24 +11,17 @@ import pytest
 
 from recordkit.clock import parse_iso8601, utcnow
 from recordkit.db.models import Recording
-from recordkit.jobs.dispatcher import Job
 from recordkit.meetings.sessions import peer_joined
 from recordkit.recording.config import track_file_name
 from recordkit.recording.manifest import Manifest, ManifestFile, manifest_file_name, read_manifest, write_manifest
-from recordkit.recording.recovery import fail_stale_invoked, recover
 from recordkit.recording.spool import spool_dir
-from recordkit.recording.upload import Uploads
-from tests.helpers import Api, JobLog
+from recordkit.recording.upload import upload
+from tests.helpers import Api
 
 
 @pytest.fixture(scope="module")
 async def app_id(api: Api) -> str:
     return await api.new_app("Uploads")
-
-
-def uploads(api: Api) -> Uploads:
-    services = api.services
-    return Uploads(services.recordings, services.bucket, services.settings.data_dir, services.settings.link_lifetime)
 
 
 def spool_file(api: Api, recording: dict[str, Any], name: str | None = None, content: bytes = b"\x00" * 1000) -> None:
@@ -42,7 +34,7 @@ async def recording_in(api: Api, app_id: str, status: str, **body: Any) -> dict[
     meeting = await api.new_meeting(app_id)
     data = await api.ok("POST", f"/{app_id}/recordings", json={"meeting_id": meeting["id"], **body})
     if status != "INVOKED":
-        await api.services.recordings.capture_started(data["id"])
+        await api.services.reports.capture_started(data["id"])
     if status == "UPLOADING":
         data = await api.ok("PUT", f"/{app_id}/recordings/{data['id']}", json={"action": "stop"})
     return data
@@ -53,7 +45,7 @@ async def test_upload_moves_the_file_and_signs_a_seven_day_link(api: Api, app_id
     content = os.urandom(5000)
     spool_file(api, recording, content=content)
     before = int(time.time())
-    await uploads(api).run(Job("upload", recording["id"]))
+    await upload(api.services.work, recording["id"])
     done = await api.ok("GET", f"/{app_id}/recordings/{recording['id']}")
     assert done["status"] == "UPLOADED" and done["file_size"] == 5000
     assert done["audio_download_url"] is None
@@ -71,28 +63,28 @@ async def test_separate_and_audio_only_files(api: Api, app_id: str) -> None:
     both = await recording_in(api, app_id, "UPLOADING", audio_config={"codec": "MP3"})
     spool_file(api, both)
     spool_file(api, both, both["output_file_name"].replace(".mp4", ".mp3"), b"ID3")
-    await uploads(api).run(Job("upload", both["id"]))
+    await upload(api.services.work, both["id"])
     done = await api.ok("GET", f"/{app_id}/recordings/{both['id']}")
     assert done["status"] == "UPLOADED" and ".mp3?" in done["audio_download_url"]
     assert (await api.client.get(done["audio_download_url"].removeprefix("http://testserver"))).content == b"ID3"
 
     audio_only = await recording_in(api, app_id, "UPLOADING", video_config={"export_file": False}, audio_config={})
     spool_file(api, audio_only)
-    await uploads(api).run(Job("upload", audio_only["id"]))
+    await upload(api.services.work, audio_only["id"])
     done = await api.ok("GET", f"/{app_id}/recordings/{audio_only['id']}")
     assert done["output_file_name"].endswith(".m4a") and done["audio_download_url"] == done["download_url"]
 
 
 async def test_missing_file_or_unsupported_store_errors_but_keeps_what_exists(api: Api, app_id: str) -> None:
     lost = await recording_in(api, app_id, "UPLOADING")
-    await uploads(api).run(Job("upload", lost["id"]))
+    await upload(api.services.work, lost["id"])
     errored = await api.ok("GET", f"/{app_id}/recordings/{lost['id']}")
     assert errored["status"] == "ERRORED" and errored["download_url"] is None
 
     storage = {"type": "aws", "access_key": "AKIA", "secret": "s", "bucket": "b", "region": "eu-west-1"}
     external = await recording_in(api, app_id, "UPLOADING", storage_config=storage)
     spool_file(api, external)
-    await uploads(api).run(Job("upload", external["id"]))
+    await upload(api.services.work, external["id"])
     errored = await api.ok("GET", f"/{app_id}/recordings/{external['id']}")
     assert errored["status"] == "ERRORED" and errored["download_url"] is not None, "the built-in copy stays"
     assert errored["stop_reason"]["reason"] == "API_CALL", "an upload failure does not rewrite stop_reason"
@@ -114,8 +106,13 @@ async def test_restart_finishes_what_was_recording(api: Api, app_id: str) -> Non
         assert stale_row is not None and running is not None
         stale_row.invoked_time = utcnow() - timedelta(minutes=11)
         running.started_time = utcnow() - timedelta(seconds=30)
-    jobs = JobLog()
-    await recover(services.recordings, jobs, services.settings.data_dir, invoked_timeout_s=600)
+        for rid in (waiting["id"], uploading["id"]):
+            row = await session.get(Recording, rid)
+            assert row is not None
+            row.updated_at = utcnow() - timedelta(seconds=10)  # settled: no job on its way any more
+    jobs = api.jobs
+    jobs.jobs.clear()  # the crash lost every queued job
+    await services.reconciler.pass_once()
 
     finished = await api.ok("GET", f"/{app_id}/recordings/{recording['id']}")
     assert finished["status"] == "UPLOADING" and finished["file_size"] == 777
@@ -134,9 +131,7 @@ async def test_a_recording_no_recorder_takes_in_time_ends_errored(api: Api, app_
         row = await session.get(Recording, waiting["id"])
         assert row is not None
         row.invoked_time = utcnow() - timedelta(minutes=11)
-    sweep = asyncio.create_task(fail_stale_invoked(api.services.recordings, invoked_timeout_s=600, interval_s=0.05))
-    await asyncio.sleep(0.3)
-    sweep.cancel()
+    await api.services.reconciler.pass_once()
     done = await api.ok("GET", f"/{app_id}/recordings/{waiting['id']}")
     assert done["status"] == "ERRORED" and done["stop_reason"] == {"reason": "INTERNAL_ERROR", "caller": None}
 
@@ -147,7 +142,7 @@ async def track_recording(api: Api, app_id: str, **body: Any) -> dict[str, Any]:
     participant = await api.new_participant(app_id, meeting["id"])
     await peer_joined(api.services.db, meeting["id"], participant["id"])
     data = await api.ok("POST", f"/{app_id}/recordings/track", json={"meeting_id": meeting["id"], **body})
-    await api.services.recordings.capture_started(data["recording"]["id"])
+    await api.services.reports.capture_started(data["recording"]["id"])
     return await api.ok("GET", f"/{app_id}/recordings/{data['recording']['id']}")
 
 
@@ -167,8 +162,8 @@ async def test_track_upload_links_every_file_per_layer_and_the_manifest(api: Api
         track_entry(names[0], "u1", "peer-u1", 300), track_entry(names[1], "u2", "peer-u2", 500),
     ))  # fmt: skip
     manifest_size = write_manifest(spool_dir(api.services.settings.data_dir, rid) / manifest_file_name(rid), manifest)
-    await api.services.recordings.end_capture(rid, {"reason": "API_CALL", "caller": None}, file_size=123)
-    await uploads(api).run(Job("upload", rid))
+    await api.services.reports.end_capture(rid, {"reason": "API_CALL", "caller": None}, file_size=123)
+    await upload(api.services.work, rid)
     done = await api.ok("GET", f"/{app_id}/recordings/{rid}")
     assert done["status"] == "UPLOADED" and done["audio_download_url"] is None
     assert done["file_size"] == 300 + 500 + manifest_size
@@ -192,12 +187,12 @@ async def test_track_recording_cut_short_by_a_restart_uploads_its_files_with_a_r
     name = track_file_name("default", "u1", "p1", "audio", round(started_s * 1000) + 2500, "webm")
     spool_file(api, recording, name, b"\x1a" * 640)
     empty = await track_recording(api, app_id)
-    await recover(api.services.recordings, JobLog(), api.services.settings.data_dir, invoked_timeout_s=600)
+    await api.services.reconciler.pass_once()
     nothing = await api.ok("GET", f"/{app_id}/recordings/{empty['id']}")
     assert nothing["status"] == "ERRORED" and nothing["stop_reason"]["reason"] == "INTERNAL_ERROR", "no media"
     cut = await api.ok("GET", f"/{app_id}/recordings/{rid}")
     assert cut["status"] == "UPLOADING" and cut["file_size"] == 640
-    await uploads(api).run(Job("upload", rid))
+    await upload(api.services.work, rid)
     done = await api.ok("GET", f"/{app_id}/recordings/{rid}")
     assert done["status"] == "UPLOADED" and list(done["download_url"][0]["download_urls"]) == [name]
     rebuilt = read_manifest(api.services.bucket.path(rid, manifest_file_name(rid)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -11,8 +12,7 @@ from sqlalchemy import update
 
 from recordkit.clock import utcnow
 from recordkit.db.models import Recording
-from recordkit.jobs.dispatcher import Job
-from recordkit.recording.upload import Uploads
+from recordkit.recording.upload import upload
 from recordkit.storage.retention import delete_expired_files
 from tests.helpers import Api
 from tests.recording.test_upload import recording_in, spool_file
@@ -26,10 +26,9 @@ async def app_id(api: Api) -> str:
 async def uploaded(api: Api, app_id: str, link_lifetime: timedelta = timedelta(days=7)) -> dict[str, Any]:
     recording = await recording_in(api, app_id, "UPLOADING")
     spool_file(api, recording)
-    services = api.services
-    await Uploads(services.recordings, services.bucket, services.settings.data_dir, link_lifetime).run(
-        Job("upload", recording["id"])
-    )
+    work = api.services.work
+    settings = replace(work.settings, retention_days=link_lifetime / timedelta(days=1))
+    await upload(replace(work, settings=settings), recording["id"])
     data: dict[str, Any] = await api.ok("GET", f"/{app_id}/recordings/{recording['id']}")
     assert data["status"] == "UPLOADED", data
     return data

@@ -1,0 +1,25 @@
+"""What a job handler is given: the parts of this process it may use, built once by app.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from recordkit.config import Settings
+from recordkit.meetings.media.plane import MediaPlane
+from recordkit.recording.ownership import Recorders
+from recordkit.recording.recorder import RecorderSettings
+from recordkit.recording.reports import CaptureReports
+from recordkit.storage.bucket import LocalBucket
+
+
+@dataclass(frozen=True)
+class WorkContext:
+    """The database (through `reports`), this process's recorders and media plane, the built-in bucket and the
+    settings."""
+
+    reports: CaptureReports
+    recorders: Recorders
+    media: MediaPlane
+    bucket: LocalBucket
+    settings: Settings
+    recorder_settings: RecorderSettings
