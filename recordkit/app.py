@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -68,8 +69,6 @@ from recordkit.storage.secrets import SecretBox
 log = logging.getLogger(__name__)
 
 JOB_KINDS = (RECORD, RECORD_TRACKS, UPLOAD)
-# Uploads one process runs at once (moves on one disk: I/O, not CPU).
-UPLOAD_CONCURRENCY = 4
 RECONCILE_EVERY_S = 3.0
 FINISHED_JOBS_KEPT = timedelta(days=7)
 
@@ -130,7 +129,7 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
     recordings = Recordings(db, jobs, bus, secrets, settings.server_recording_defaults)
     reports = CaptureReports(db, jobs, bus)
     recorders = Recorders(db, bus, reports, node_id)
-    stalled = engine.retry_stalled if isinstance(engine, ProcrastinateJobs) else None
+    stalled = partial(engine.retry_stalled, ["upload"]) if isinstance(engine, ProcrastinateJobs) else None
     reconciler = Reconciler(db, bus, jobs, reports, recorders, settings.data_dir, settings.invoked_timeout_s, stalled)
     session_events = SessionEvents(started=recordings.on_session_started, ended=recordings.on_session_ended)
     bucket = LocalBucket(settings.bucket_dir, creds.signing_key, settings.public_url)
@@ -159,7 +158,7 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
 
 def _job_engine(settings: Settings, db: Database, bus: Bus, node_id: str) -> JobEngine:
     """The embedded runner on SQLite (one process owns the file); procrastinate on PostgreSQL."""
-    concurrency = {"record": settings.max_recordings, "upload": UPLOAD_CONCURRENCY}
+    concurrency = {"record": settings.max_recordings, "upload": settings.max_uploads}
     scale = settings.retry_delay_scale
     if settings.is_sqlite:
         return EmbeddedJobs(db, bus, JOB_KINDS, node_id, concurrency, retry_scale=scale)

@@ -58,6 +58,8 @@ class Settings:
     media: MediaSettings = field(default_factory=MediaSettings)
     # How many recordings this process captures at once; more wait INVOKED in the queue (0: none here).
     max_recordings: int = field(default_factory=lambda: default_max_recordings(os.cpu_count()))
+    # How many uploads this process runs at once (0: none here; another process sharing the database does).
+    max_uploads: int = 4
     # How long a graceful shutdown may take to finish its recordings and their uploads.
     drain_timeout_s: float = 30.0
     # Multiplies every job retry delay (1 in production; tests shorten the waits).
@@ -149,6 +151,7 @@ def build_settings(
         retention_days=retention_days(env),
         media=media_settings(env),
         max_recordings=int(env.get("RECORDKIT_MAX_RECORDINGS") or default_max_recordings(os.cpu_count())),
+        max_uploads=int(env.get("RECORDKIT_MAX_UPLOADS") or 4),
         drain_timeout_s=float(env.get("RECORDKIT_DRAIN_TIMEOUT_S") or 30),
         retry_delay_scale=float(env.get("RECORDKIT_RETRY_DELAY_SCALE") or 1),
     )

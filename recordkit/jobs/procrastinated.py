@@ -37,9 +37,12 @@ _DEFER = text(
     "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(CAST(:queue AS varchar), CAST(:task AS varchar), 0, NULL::text,"
     " NULL::text, CAST(:args AS jsonb), NULL::timestamptz)]::procrastinate_job_to_defer_v1[])"
 )
+# Waiting jobs, and running ones whose worker still beats: a silent worker's job is as good as lost.
 _PENDING = text(
-    "SELECT task_name, args->>'recording_id' FROM procrastinate_jobs"
-    " WHERE status IN ('todo', 'doing') AND task_name = ANY(CAST(:kinds AS varchar[]))"
+    "SELECT job.task_name, job.args->>'recording_id' FROM procrastinate_jobs job"
+    " LEFT JOIN procrastinate_workers worker ON worker.id = job.worker_id"
+    " WHERE job.task_name = ANY(CAST(:kinds AS varchar[])) AND (job.status = 'todo' OR (job.status = 'doing'"
+    " AND worker.last_heartbeat > NOW() - make_interval(secs => :stalled_s)))"
 )
 
 
@@ -96,7 +99,7 @@ class ProcrastinateJobs(Generic[Context]):
         await session.execute(_DEFER, {"queue": queue, "task": job.kind, "args": args})
 
     async def pending(self, session: AsyncSession, kinds: Iterable[str]) -> set[tuple[str, str]]:
-        rows = await session.execute(_PENDING, {"kinds": list(kinds)})
+        rows = await session.execute(_PENDING, {"kinds": list(kinds), "stalled_s": STALLED_S})
         return {(kind, recording_id) for kind, recording_id in rows}
 
     async def prune(self, older_than: timedelta) -> None:
@@ -136,13 +139,22 @@ class ProcrastinateJobs(Generic[Context]):
             await self.app.close_async()
             self._opened = False
 
-    async def retry_stalled(self) -> int:
-        """Hand back the running jobs of workers that stopped beating (a crashed or hung process); how many."""
-        stalled = await self.app.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_S)
-        for job in stalled:
-            log.warning("job %s of a silent worker is handed back to the queue", job.call_string)
-            await self.app.job_manager.retry_job(job)
-        return len(list(stalled))
+    async def retry_stalled(self, kinds: Iterable[str]) -> int:
+        """Hand back the running jobs of these kinds whose workers stopped beating (a crashed or hung process),
+        their cut attempt counted; how many.
+
+        A worker that was only hung may still finish such a job later: handlers are idempotent, but
+        procrastinate then logs that the job was no longer its to finish. Record jobs are not handed back
+        for that reason; the reconciler judges their recordings by the rows instead.
+        """
+        handed_back = 0
+        for kind in kinds:
+            stalled = await self.app.job_manager.get_stalled_jobs(task_name=kind, seconds_since_heartbeat=STALLED_S)
+            for job in stalled:
+                log.warning("job %s of a silent worker is handed back to the queue", job.call_string)
+                await self.app.job_manager.retry_job(job)
+                handed_back += 1
+        return handed_back
 
     async def _work(self, queue: str, limit: int) -> None:
         with contextlib.suppress(asyncio.CancelledError):

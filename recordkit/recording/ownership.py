@@ -150,6 +150,15 @@ class Recorders:
     def recovered(self, recording_id: str) -> None:
         self._recovering.discard(recording_id)
 
+    async def release(self, recording_id: str) -> None:
+        """Give up our claim on a recording (a recovery that failed), so any process may take it at once."""
+        async with self.db.write() as session:
+            await session.execute(
+                update(Recording)
+                .where(Recording.id == recording_id, Recording.owner_id == self.node_id)
+                .values(owner_id=None, lease_expires_at=None)
+            )
+
     async def run(self, recording_id: str, recorder: Capture, ended: Callable[[Ending], Awaitable[None]]) -> None:
         """Run a claimed recording's recorder until it stops, applying what the row asks of it meanwhile; if
         the recorder fails, end the recording with what it captured (`ended` with reason "error")."""

@@ -160,6 +160,9 @@ class Reconciler:
                 captured_media=captured_media,
                 owner_id=self.recorders.node_id,
             )
+        except BaseException:
+            await self.recorders.release(recording_id)  # the next pass tries again, without waiting for a lease
+            raise
         finally:
             self.recorders.recovered(recording_id)
 
