@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Generic
 
 from sqlalchemy import delete, func, select, update
@@ -143,60 +143,59 @@ class EmbeddedJobs(Generic[Context]):
         while True:
             self._wake.clear()
             try:
-                await self._take_due(context)
-                next_due_s = await self._seconds_to_next_due()
+                wait_s = await self._take_due(context)
             except Exception:
                 log.exception("the job runner could not read its queue; trying again")
-                next_due_s = self.poll_s
+                wait_s = self.poll_s
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(self.poll_s, next_due_s)):
+                async with asyncio.timeout(wait_s):
                     await self._wake.wait()
 
-    async def _take_due(self, context: Context) -> None:
+    async def _take_due(self, context: Context) -> float:
+        """Claim the due jobs of every queue with a free slot (one read, and one write per queue that has some);
+        how long until the next job there falls due, at most `poll_s`."""
         busy = Counter(self._running.values())
-        for queue in sorted(self._taking):
-            while busy[queue] < self.concurrency[queue] and queue in self._taking:
-                claimed = await self._claim(queue)
-                if claimed is None:
-                    break
-                busy[queue] += 1
-                task = asyncio.create_task(self._run(context, claimed), name=f"job {claimed.kind} {claimed.id}")
-                self._running[task] = queue
-                task.add_done_callback(lambda done: self._finished(done))
+        free = {queue: self.concurrency[queue] - busy[queue] for queue in self._taking}
+        free = {queue: slots for queue, slots in free.items() if slots > 0}
+        if not free:
+            return self.poll_s
+        now = utcnow()
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(QueuedJob.queue, func.min(QueuedJob.run_after))
+                .where(QueuedJob.status == TODO, QueuedJob.queue.in_(sorted(free)))
+                .group_by(QueuedJob.queue)
+            )
+            next_due: dict[str, datetime] = {queue: due for queue, due in rows}
+        for queue, due in next_due.items():
+            if due <= now:
+                for job in await self._claim(queue, free[queue], now):
+                    task = asyncio.create_task(self._run(context, job), name=f"job {job.kind} {job.id}")
+                    self._running[task] = queue
+                    task.add_done_callback(self._finished)
+        later_s = [(due - now).total_seconds() for due in next_due.values() if due > now]
+        return min([self.poll_s, *later_s])
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)
         self._wake.set()  # a slot is free
 
-    async def _seconds_to_next_due(self) -> float:
-        if not self._taking:
-            return self.poll_s
-        async with self.db.read() as session:
-            due = await session.scalar(
-                select(func.min(QueuedJob.run_after)).where(
-                    QueuedJob.status == TODO, QueuedJob.queue.in_(sorted(self._taking))
-                )
-            )
-        return self.poll_s if due is None else max(0.0, (due - utcnow()).total_seconds())
-
-    async def _claim(self, queue: str) -> QueuedJob | None:
-        now = utcnow()
+    async def _claim(self, queue: str, slots: int, now: datetime) -> list[QueuedJob]:
+        """Take up to `slots` due jobs of `queue`, oldest first."""
         async with self.db.write() as session:
             due = (
                 select(QueuedJob.id)
                 .where(QueuedJob.status == TODO, QueuedJob.queue == queue, QueuedJob.run_after <= now)
                 .order_by(QueuedJob.id)
-                .limit(1)
-                .scalar_subquery()
+                .limit(slots)
             )
-            return (
-                await session.execute(
-                    update(QueuedJob)
-                    .where(QueuedJob.id == due, QueuedJob.status == TODO)
-                    .values(status=DOING, taken_by=self.node_id, updated_at=now)
-                    .returning(QueuedJob)
-                )
-            ).scalar_one_or_none()
+            claimed = await session.execute(
+                update(QueuedJob)
+                .where(QueuedJob.id.in_(due), QueuedJob.status == TODO)
+                .values(status=DOING, taken_by=self.node_id, updated_at=now)
+                .returning(QueuedJob)
+            )
+            return sorted(claimed.scalars(), key=lambda job: job.id)
 
     async def _run(self, context: Context, job: QueuedJob) -> None:
         kind = self.kinds.get(job.kind)

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 # A worker updates its heartbeat this often; one silent for STALLED_S is taken for dead.
 HEARTBEAT_S = 2.0
 STALLED_S = 10.0
+POLL_S = 0.5
 
 _DEFER = text(
     "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(CAST(:queue AS varchar), CAST(:task AS varchar), 0, NULL::text,"
@@ -166,7 +167,8 @@ class ProcrastinateJobs(Generic[Context]):
                 update_heartbeat_interval=HEARTBEAT_S,
                 stalled_worker_timeout=STALLED_S,
                 shutdown_graceful_timeout=self.graceful_s,
-                fetch_job_polling_interval=2.0,
+                # procrastinate misses a job announced while it fetches; its poll bounds that wait.
+                fetch_job_polling_interval=POLL_S,
             )
 
     def _task(self, kind: JobKind[Context]) -> Any:
