@@ -83,8 +83,9 @@ def bench_server(
     env: dict[str, str] | None = None,
 ) -> Iterator[Served]:
     """`recordkit serve` for a benchmark: the token and account `Api` uses, `log_level` (so the log holds
-    only problems by default), and a failed start raised as a BenchError."""
-    env = {**CREDENTIALS_ENV, **(env or {})}
+    only problems by default), no admission limit (the benches measure what the machine does, not what
+    `RECORDKIT_MAX_RECORDINGS` lets through), and a failed start raised as a BenchError."""
+    env = {**CREDENTIALS_ENV, "RECORDKIT_MAX_RECORDINGS": "1000", **(env or {})}
     with contextlib.ExitStack() as stack:
         try:
             served = stack.enter_context(recordkit_serve(data_dir, database_url, env, log_level=log_level))

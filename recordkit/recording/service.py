@@ -213,6 +213,7 @@ class Recordings:
         deadline = asyncio.get_running_loop().time() + STOP_WAIT_S
         try:
             while True:
+                ended.clear()  # before the read: an end announced after it wakes the wait below
                 async with self.db.read() as session:
                     current = await session.get(Recording, recording_id)
                 assert current is not None
@@ -221,7 +222,6 @@ class Recordings:
                 if asyncio.get_running_loop().time() > deadline:
                     log.error("recording %s: no process ended its capture within %.0f s", recording_id, STOP_WAIT_S)
                     raise StopTimedOut(recording_id)
-                ended.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(STOP_POLL_S):
                         await ended.wait()
