@@ -34,12 +34,12 @@ import av
 import numpy as np
 
 from recordkit.bot.synthetic import SyntheticAudioTrack, SyntheticClock, SyntheticVideoTrack
-from recordkit.recording.encoder import CompositeEncoder
-from recordkit.recording.layout import Compositor
-from recordkit.recording.mixer import Mixer
-from recordkit.recording.plan import AudioCodec, AudioPlan, CompositeFile, Container, Corner, VideoCodec, VideoPlan
-from recordkit.recording.plan import WatermarkSpec as Spec
-from recordkit.recording.watermark import Watermark
+from recordkit.recorder.encoder import CompositeEncoder
+from recordkit.recorder.layout import Compositor
+from recordkit.recorder.mixer import Mixer
+from recordkit.recorder.plan import AudioCodec, AudioPlan, CompositeFile, Container, Corner, VideoCodec, VideoPlan
+from recordkit.recorder.plan import WatermarkSpec as Spec
+from recordkit.recorder.watermark import Watermark
 
 WIDTH, HEIGHT, FPS = 1280, 720, 30
 CYCLE = 60  # distinct frames per participant, a flash among them

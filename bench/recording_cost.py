@@ -78,7 +78,7 @@ from bench.support import (  # noqa: E402
 from recordkit.bot.client import join  # noqa: E402
 from recordkit.bot.synthetic import EncodedLoopAudioTrack, EncodedLoopVideoTrack, SyntheticClock  # noqa: E402
 from recordkit.clock import parse_iso8601  # noqa: E402
-from recordkit.recording.layout import Rect, content_rect, grid  # noqa: E402
+from recordkit.recorder.layout import Rect, content_rect, grid  # noqa: E402
 from tests.support.server import Served  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 1280, 720, 30  # the default composite

@@ -51,10 +51,10 @@ from recordkit.meetings.media.plane import MediaPlane
 from recordkit.meetings.sessions import SessionEvents, sweep_forever
 from recordkit.meetings.tokens import ParticipantTokens
 from recordkit.node import new_node_id
+from recordkit.recorder.composite import RecorderSettings
 from recordkit.recording.drain import drain
 from recordkit.recording.ownership import Recorders
 from recordkit.recording.reconciler import Reconciler
-from recordkit.recording.recorder import RecorderSettings
 from recordkit.recording.reports import CaptureReports
 from recordkit.recording.service import Recordings, StopTimedOut
 from recordkit.recording.track_worker import RECORD_TRACKS

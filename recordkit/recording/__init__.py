@@ -1,1 +1,1 @@
-"""Recordings: the state machine, the rules over the database, and (later) the recorder."""
+"""Recordings: the state machine, the rules over the database, and the jobs that run the recorders (recorder/)."""

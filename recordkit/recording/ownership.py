@@ -27,9 +27,9 @@ from recordkit.db.engine import Database
 from recordkit.db.models import Recording
 from recordkit.jobs.dispatcher import Job
 from recordkit.node import is_dead
-from recordkit.recording.capture import Capture, Finished
+from recordkit.recorder.capture import Capture, Finished
+from recordkit.recorder.composite import Ending
 from recordkit.recording.lifecycle import CAPTURING, Kind, Status
-from recordkit.recording.recorder import Ending
 from recordkit.recording.reports import CaptureReports
 from recordkit.recording.rows import INTERNAL_ERROR, lock_recording
 

@@ -29,13 +29,13 @@ from recordkit.db.bus import CONTROL, Bus
 from recordkit.db.engine import Database
 from recordkit.db.models import Recording
 from recordkit.jobs.dispatcher import Dispatcher, Job
+from recordkit.recorder.manifest import TRACK_FILE
+from recordkit.recorder.remux import remux_in_place
+from recordkit.recorder.spool import spool_dir
 from recordkit.recording.lifecycle import CAPTURING, Kind, Status
-from recordkit.recording.manifest import TRACK_FILE
 from recordkit.recording.ownership import STOPPED, Recorders, owner_is_live
-from recordkit.recording.remux import remux_in_place
 from recordkit.recording.reports import CaptureReports
 from recordkit.recording.rows import INTERNAL_ERROR
-from recordkit.recording.spool import spool_dir
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 
 from recordkit.jobs.kinds import JobKind, RetryPolicy
 from recordkit.meetings.sessions import live_session
+from recordkit.recorder.composite import Ending, RecorderHooks
+from recordkit.recorder.spool import spool_dir
+from recordkit.recorder.track import MAX_TRACK_SECONDS, TrackPlan, TrackRecorder
 from recordkit.recording.lifecycle import IllegalTransition
-from recordkit.recording.recorder import Ending, RecorderHooks
 from recordkit.recording.reports import CaptureReports
 from recordkit.recording.rows import ALL_PEERS_LEFT, INTERNAL_ERROR, MAX_SECONDS_REACHED
-from recordkit.recording.spool import spool_dir
-from recordkit.recording.track import MAX_TRACK_SECONDS, TrackPlan, TrackRecorder
 from recordkit.recording.work import WorkContext
 from recordkit.recording.worker import record_gave_up
 

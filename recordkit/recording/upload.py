@@ -16,9 +16,7 @@ from sqlalchemy import select
 from recordkit.clock import to_wire, utcnow
 from recordkit.db.models import Participant, Recording
 from recordkit.jobs.kinds import JobKind, RetryPolicy, describe
-from recordkit.recording import config as rconfig
-from recordkit.recording.lifecycle import Kind, Status
-from recordkit.recording.manifest import (
+from recordkit.recorder.manifest import (
     Manifest,
     download_urls,
     manifest_file_name,
@@ -27,9 +25,11 @@ from recordkit.recording.manifest import (
     with_file_details,
     write_manifest,
 )
-from recordkit.recording.remux import media_duration_s
+from recordkit.recorder.remux import media_duration_s
+from recordkit.recorder.spool import spool_dir
+from recordkit.recording import config as rconfig
+from recordkit.recording.lifecycle import Kind, Status
 from recordkit.recording.reports import CaptureReports, UploadOutcome
-from recordkit.recording.spool import spool_dir
 from recordkit.recording.work import WorkContext
 from recordkit.storage.bucket import LocalBucket
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from recordkit.config import Settings
 from recordkit.meetings.media.plane import MediaPlane
+from recordkit.recorder.composite import RecorderSettings
 from recordkit.recording.ownership import Recorders
-from recordkit.recording.recorder import RecorderSettings
 from recordkit.recording.reports import CaptureReports
 from recordkit.storage.bucket import LocalBucket
 

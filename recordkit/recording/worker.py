@@ -6,12 +6,12 @@ import logging
 from datetime import UTC, datetime
 
 from recordkit.jobs.kinds import JobKind, RetryPolicy
+from recordkit.recorder.composite import Ending, Recorder, RecorderHooks
+from recordkit.recorder.plan import OutputPlan
+from recordkit.recorder.spool import spool_dir
 from recordkit.recording.lifecycle import IllegalTransition
-from recordkit.recording.plan import OutputPlan
-from recordkit.recording.recorder import Ending, Recorder, RecorderHooks
 from recordkit.recording.reports import CaptureReports
 from recordkit.recording.rows import ALL_PEERS_LEFT, INTERNAL_ERROR, MAX_SECONDS_REACHED
-from recordkit.recording.spool import spool_dir
 from recordkit.recording.work import WorkContext
 
 log = logging.getLogger(__name__)

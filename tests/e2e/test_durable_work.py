@@ -21,7 +21,7 @@ from recordkit.clock import parse_iso8601
 from recordkit.config import sqlite_url
 from recordkit.db.engine import Database
 from tests.helpers import CREDENTIALS_ENV
-from tests.recording.test_composite_e2e import download, ffprobe, until_status
+from tests.recorder.test_composite_e2e import download, ffprobe, until_status
 from tests.recording.test_recording_ends import bot, start
 from tests.support.media import Setup
 from tests.support.postgres import fresh_database

@@ -15,7 +15,7 @@ from recordkit.bot.client import join
 from recordkit.bot.synthetic import SyntheticAudioTrack, SyntheticClock, SyntheticVideoTrack
 from recordkit.clock import parse_iso8601
 from tests.helpers import CREDENTIALS_ENV
-from tests.recording.test_composite_e2e import download, ffprobe, until_status
+from tests.recorder.test_composite_e2e import download, ffprobe, until_status
 from tests.support.media import Setup
 from tests.support.server import recordkit_serve
 

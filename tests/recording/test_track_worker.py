@@ -10,8 +10,8 @@ import pytest
 
 from recordkit.clock import utcnow
 from recordkit.meetings.sessions import end_session, peer_joined
-from recordkit.recording.capture import Finished
-from recordkit.recording.track import TrackRecorder
+from recordkit.recorder.capture import Finished
+from recordkit.recorder.track import TrackRecorder
 from recordkit.recording.track_worker import attached, record_tracks
 from tests.helpers import Api
 

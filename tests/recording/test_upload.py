@@ -12,9 +12,9 @@ import pytest
 from recordkit.clock import parse_iso8601, utcnow
 from recordkit.db.models import Recording
 from recordkit.meetings.sessions import peer_joined
+from recordkit.recorder.manifest import Manifest, ManifestFile, manifest_file_name, read_manifest, write_manifest
+from recordkit.recorder.spool import spool_dir
 from recordkit.recording.config import track_file_name
-from recordkit.recording.manifest import Manifest, ManifestFile, manifest_file_name, read_manifest, write_manifest
-from recordkit.recording.spool import spool_dir
 from recordkit.recording.upload import upload
 from tests.helpers import Api
 

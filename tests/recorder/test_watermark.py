@@ -13,9 +13,9 @@ import av
 import numpy as np
 import pytest
 
-from recordkit.recording.layout import BLACK_LUMA, Rect, plane_view
-from recordkit.recording.plan import Corner, WatermarkSpec
-from recordkit.recording.watermark import (
+from recordkit.recorder.layout import BLACK_LUMA, Rect, plane_view
+from recordkit.recorder.plan import Corner, WatermarkSpec
+from recordkit.recorder.watermark import (
     Watermark,
     WatermarkError,
     decode_image,

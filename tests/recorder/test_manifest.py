@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from recordkit.recording.config import track_file_name
-from recordkit.recording.manifest import (
+from recordkit.recorder.manifest import (
     Manifest,
     ManifestFile,
     download_urls,
@@ -18,6 +17,7 @@ from recordkit.recording.manifest import (
     with_file_details,
     write_manifest,
 )
+from recordkit.recording.config import track_file_name
 
 USER = "5d4c3b2a-1f0e-4a9b-8c7d-6e5f4a3b2c1d"
 PEER = "0e9d8c7b-6a5f-4e3d-9c1b-0a9f8e7d6c5b"

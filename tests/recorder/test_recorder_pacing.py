@@ -1,8 +1,8 @@
-"""How the composite recorder paces its output when it falls behind (recorder.next_tick)."""
+"""How the composite recorder paces its output when it falls behind (composite.next_tick)."""
 
 from __future__ import annotations
 
-from recordkit.recording.recorder import CATCH_UP_S, MAX_CATCH_UP_S, next_tick
+from recordkit.recorder.composite import CATCH_UP_S, MAX_CATCH_UP_S, next_tick
 
 FRAME_S = 1 / 30
 

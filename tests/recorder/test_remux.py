@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from recordkit.recording.plan import VideoCodec
-from recordkit.recording.remux import media_duration_s, remux_in_place
-from tests.recording.test_encoder import KILL_SCRIPT
+from recordkit.recorder.plan import VideoCodec
+from recordkit.recorder.remux import media_duration_s, remux_in_place
+from tests.recorder.test_encoder import KILL_SCRIPT
 
 
 def probe(path: Path) -> dict[str, object]:

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from recordkit.recording.config import Levels, composite_file_name, main_file_extension, resolve
-from recordkit.recording.plan import (
+from recordkit.recorder.plan import (
     AudioCodec,
     AudioFile,
     AudioPlan,
@@ -19,6 +18,7 @@ from recordkit.recording.plan import (
     VideoPlan,
     WatermarkSpec,
 )
+from recordkit.recording.config import Levels, composite_file_name, main_file_extension, resolve
 
 MEETING = "b3f6a2c4-1e5d-4a7b-9c8d-2f3e4a5b6c7d"
 INVOKED_MS = 1772445600000

@@ -29,14 +29,14 @@ import av
 from recordkit.meetings.media.events import ParticipantJoined, ParticipantLeft, TrackAdded, TrackEnded
 from recordkit.meetings.media.reading import TimedFrame
 from recordkit.meetings.media.source import MediaSource, UnknownTrack
-from recordkit.recording.capture import Finished
-from recordkit.recording.encoder import AudioFileEncoder, CompositeEncoder
-from recordkit.recording.layout import Compositor
-from recordkit.recording.mixer import Mixer
-from recordkit.recording.plan import SAMPLE_RATE, OutputPlan
-from recordkit.recording.tasks import RecorderTasks
-from recordkit.recording.timeline import Timeline
-from recordkit.recording.watermark import Watermark, load_watermark
+from recordkit.recorder.capture import Finished
+from recordkit.recorder.encoder import AudioFileEncoder, CompositeEncoder
+from recordkit.recorder.layout import Compositor
+from recordkit.recorder.mixer import Mixer
+from recordkit.recorder.plan import SAMPLE_RATE, OutputPlan
+from recordkit.recorder.tasks import RecorderTasks
+from recordkit.recorder.timeline import Timeline
+from recordkit.recorder.watermark import Watermark, load_watermark
 
 log = logging.getLogger(__name__)
 

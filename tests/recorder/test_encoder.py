@@ -17,8 +17,8 @@ import pytest
 
 from recordkit.bot.marks import BeepDetector, audio_samples, detect_flashes
 from recordkit.bot.synthetic import SyntheticAudioTrack, SyntheticClock, SyntheticVideoTrack
-from recordkit.recording.encoder import AudioFileEncoder, CompositeEncoder, EncoderClosed
-from recordkit.recording.plan import (
+from recordkit.recorder.encoder import AudioFileEncoder, CompositeEncoder, EncoderClosed
+from recordkit.recorder.plan import (
     AudioCodec,
     AudioFile,
     AudioPlan,
@@ -267,9 +267,9 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from recordkit.recording.encoder import CompositeEncoder
-    from recordkit.recording.plan import VideoCodec
-    from tests.recording.test_encoder import Source, composite_plan, write_composite
+    from recordkit.recorder.encoder import CompositeEncoder
+    from recordkit.recorder.plan import VideoCodec
+    from tests.recorder.test_encoder import Source, composite_plan, write_composite
 
     encoder = CompositeEncoder(composite_plan(VideoCodec[sys.argv[1]], 640, 360), Path(sys.argv[2]))
     write_composite(encoder, Source(640, 360), 4.0)

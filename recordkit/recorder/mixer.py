@@ -29,7 +29,7 @@ import math
 import av
 import numpy as np
 
-from recordkit.recording.plan import SAMPLE_RATE
+from recordkit.recorder.plan import SAMPLE_RATE
 
 CEILING = 10 ** (-1 / 20)  # −1 dBFS
 LOOKAHEAD_S = 0.005

@@ -23,8 +23,8 @@ import av
 import httpx
 import numpy as np
 
-from recordkit.recording.layout import Rect, plane_view
-from recordkit.recording.plan import Corner, WatermarkSpec
+from recordkit.recorder.layout import Rect, plane_view
+from recordkit.recorder.plan import Corner, WatermarkSpec
 
 log = logging.getLogger(__name__)
 

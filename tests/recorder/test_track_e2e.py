@@ -24,9 +24,9 @@ from recordkit.bot.synthetic import (
     SyntheticVideoTrack,
 )
 from recordkit.clock import parse_iso8601
-from recordkit.recording.spool import spool_dir
+from recordkit.recorder.spool import spool_dir
 from tests.helpers import CREDENTIALS_ENV
-from tests.recording.test_composite_e2e import download, ffprobe, until_status
+from tests.recorder.test_composite_e2e import download, ffprobe, until_status
 from tests.support.media import Setup, ThreadServer
 from tests.support.server import recordkit_serve
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recordkit.recording.timeline import Timeline
+from recordkit.recorder.timeline import Timeline
 
 
 def test_media_time_skips_pauses() -> None:

@@ -33,12 +33,12 @@ from typing import Any
 from recordkit.meetings.media.events import ParticipantInfo, TrackAdded, TrackInfo
 from recordkit.meetings.media.receiving import EncodedFrame
 from recordkit.meetings.media.source import EventStream, MediaSource, UnknownTrack
+from recordkit.recorder.capture import Finished
+from recordkit.recorder.composite import Ending, RecorderHooks
+from recordkit.recorder.manifest import Manifest, ManifestFile, manifest_file_name, wall_time_iso, write_manifest
+from recordkit.recorder.passthrough import PassthroughFile, codec_name, muxing
+from recordkit.recorder.tasks import RecorderTasks
 from recordkit.recording import config as rconfig
-from recordkit.recording.capture import Finished
-from recordkit.recording.manifest import Manifest, ManifestFile, manifest_file_name, wall_time_iso, write_manifest
-from recordkit.recording.passthrough import PassthroughFile, codec_name, muxing
-from recordkit.recording.recorder import Ending, RecorderHooks
-from recordkit.recording.tasks import RecorderTasks
 
 log = logging.getLogger(__name__)
 

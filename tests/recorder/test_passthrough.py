@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from recordkit.meetings.media.receiving import EncodedFrame, is_keyframe
-from recordkit.recording.passthrough import (
+from recordkit.recorder.passthrough import (
     PassthroughFile,
     muxing,
     opus_head,

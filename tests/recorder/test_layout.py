@@ -10,7 +10,7 @@ import pytest
 
 from recordkit.bot.marks import FLASH_LUMA_THRESHOLD, Region, mean_luma
 from recordkit.bot.synthetic import SyntheticClock, SyntheticVideoTrack
-from recordkit.recording.layout import (
+from recordkit.recorder.layout import (
     BLACK_LUMA,
     NAME_TEXT_LUMA,
     NAME_TILE_LUMA,

@@ -18,10 +18,10 @@ import pytest
 from recordkit.meetings.media.events import ParticipantInfo, ParticipantJoined, RoomEvent, TrackAdded, TrackInfo
 from recordkit.meetings.media.receiving import EncodedFrame, is_keyframe
 from recordkit.meetings.media.source import MediaSource
-from recordkit.recording.capture import Finished
-from recordkit.recording.manifest import manifest_file_name
-from recordkit.recording.recorder import Ending, RecorderHooks
-from recordkit.recording.track import TrackPlan, TrackRecorder
+from recordkit.recorder.capture import Finished
+from recordkit.recorder.composite import Ending, RecorderHooks
+from recordkit.recorder.manifest import manifest_file_name
+from recordkit.recorder.track import TrackPlan, TrackRecorder
 from tests.support.media import encode_opus, encode_vp8
 
 AUDIO_TB = fractions.Fraction(1, 48_000)

@@ -37,7 +37,7 @@ from av.container import OutputContainer
 from av.video.reformatter import VideoReformatter
 from av.video.stream import VideoStream
 
-from recordkit.recording.plan import AudioCodec, AudioFile, AudioPlan, CompositeFile, Container, VideoCodec, VideoPlan
+from recordkit.recorder.plan import AudioCodec, AudioFile, AudioPlan, CompositeFile, Container, VideoCodec, VideoPlan
 
 # Audio that starts within this of where the previous block ended continues it as if contiguous.
 AUDIO_TOLERANCE_S = 0.001

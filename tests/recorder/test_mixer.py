@@ -8,7 +8,7 @@ import pytest
 
 from recordkit.bot.marks import BeepDetector
 from recordkit.bot.synthetic import SyntheticAudioTrack, SyntheticClock
-from recordkit.recording.mixer import CEILING, Mixer
+from recordkit.recorder.mixer import CEILING, Mixer
 
 RATE = 48_000
 FULL_SCALE = 32767

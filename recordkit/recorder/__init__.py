@@ -1,0 +1,1 @@
+"""Recorders: the composite and the per-track recorder, and the media stages they are built from."""
