@@ -163,13 +163,6 @@ class CaptureReports:
         return current
 
     async def upload_gave_up(self, recording_id: str, reason: str) -> Recording | None:
-        """The upload job failed for good: UPLOADING → ERRORED, `reason` naming the step (§7.4)."""
-        async with self.db.write() as session:
-            current = await lock_recording(session, recording_id)
-            try:
-                target = next_status(Status(current.status), Event.UPLOAD_FAILED, Kind(current.type))
-            except IllegalTransition:
-                return None
-            current.error_reason = reason
-            await change_status(session, current, target, utcnow())
-        return current
+        """The upload job failed for good: UPLOADING → ERRORED, `reason` naming the step (§7.4); nothing got
+        a link."""
+        return await self.finish_upload(recording_id, UploadOutcome(False, None, None, None, None, failure=reason))

@@ -105,6 +105,17 @@ def started_s(recording: dict[str, Any]) -> float:
     return parse_iso8601(recording["started_time"]).replace(tzinfo=UTC).timestamp()
 
 
+async def bot_recorded(stack: AsyncExitStack, setup: Setup, media_url: str) -> tuple[str, str, dict[str, Any]]:
+    """A new meeting with a bot in it (joined through `media_url`) and a composite recording of it, RECORDING:
+    (app id, recording id, recording)."""
+    app_id, meeting_id = setup.meeting()
+    await bot(stack, media_url, setup, app_id, meeting_id, "Witness")
+    rid = await start(setup, app_id, meeting_id)
+    recording = await until_status(setup, app_id, rid, {"RECORDING"})
+    assert recording["status"] == "RECORDING"
+    return app_id, rid, recording
+
+
 async def test_uploads_are_retried_on_their_policy_across_a_kill_9(database_url: str | None, tmp_path: Path) -> None:
     """Acceptance 1: one upload fails twice then succeeds, one always fails; the process is killed in between."""
     data_dir = tmp_path / "data"
@@ -155,11 +166,8 @@ async def test_a_kill_9_between_a_stop_and_its_upload_loses_nothing(database_url
     # This process takes no upload jobs: its stop's upload job is committed and not yet started when it dies.
     with recordkit_serve(data_dir, database_url, {**ENV, "RECORDKIT_MAX_UPLOADS": "0"}) as first:
         setup = Setup(first.base_url)
-        app_id, meeting_id = setup.meeting()
         async with AsyncExitStack() as stack:
-            await bot(stack, first.base_url, setup, app_id, meeting_id, "Witness")
-            rid = await start(setup, app_id, meeting_id)
-            assert (await until_status(setup, app_id, rid, {"RECORDING"}))["status"] == "RECORDING"
+            app_id, rid, _ = await bot_recorded(stack, setup, first.base_url)
             await asyncio.sleep(3)
             stopped = await act(setup, app_id, rid, "stop")
             assert stopped["status"] == "UPLOADING"
@@ -183,12 +191,8 @@ async def test_sigterm_drains_a_recording_to_uploaded_and_exits(database_url: st
     data_dir = tmp_path / "data"
     with recordkit_serve(data_dir, database_url, ENV) as served:
         setup = Setup(served.base_url)
-        app_id, meeting_id = setup.meeting()
         async with AsyncExitStack() as stack:
-            await bot(stack, served.base_url, setup, app_id, meeting_id, "Witness")
-            rid = await start(setup, app_id, meeting_id)
-            recording = await until_status(setup, app_id, rid, {"RECORDING"})
-            assert recording["status"] == "RECORDING"
+            app_id, rid, recording = await bot_recorded(stack, setup, served.base_url)
             await asyncio.sleep(max(0.0, started_s(recording) + 10 - time.time()))
             signalled_at = time.time()
             served.process.send_signal(signal.SIGTERM)
@@ -217,6 +221,10 @@ async def test_sigterm_drains_a_recording_to_uploaded_and_exits(database_url: st
     assert "recorder is gone" not in restart_log and "queueing one" not in restart_log
     up_to_signal_s = signalled_at - started_s(done)
     assert up_to_signal_s - 0.5 <= duration_s(path) <= up_to_signal_s + 0.5, (duration_s(path), up_to_signal_s)
+    print(
+        f"exited {exited_after_s:.2f} s after SIGTERM; file {duration_s(path):.2f} s, "
+        f"capture until the signal {up_to_signal_s:.2f} s"
+    )
 
 
 def owner_pid(owner_id: str | None) -> int | None:
@@ -233,11 +241,8 @@ async def test_pause_and_stop_through_one_process_reach_a_recorder_in_another(pg
         recordkit_serve(data_dir, pg_url, api_only) as api_node,
     ):
         setup = Setup(api_node.base_url)
-        app_id, meeting_id = setup.meeting()
         async with AsyncExitStack() as stack:
-            await bot(stack, recorder_node.base_url, setup, app_id, meeting_id, "Witness")
-            rid = await start(setup, app_id, meeting_id)
-            assert (await until_status(setup, app_id, rid, {"RECORDING"}))["status"] == "RECORDING"
+            app_id, rid, _ = await bot_recorded(stack, setup, recorder_node.base_url)
             assert owner_pid(await column(data_dir, pg_url, "owner_id", rid)) == recorder_node.pid
             await asyncio.sleep(3)
             applied = {}
@@ -269,12 +274,8 @@ async def test_a_hung_owner_is_recovered_by_another_process_within_15_s(pg_url: 
     api_only = {**ENV, "RECORDKIT_MAX_RECORDINGS": "0"}
     with recordkit_serve(data_dir, pg_url, ENV) as owner, recordkit_serve(data_dir, pg_url, api_only) as rescuer:
         setup = Setup(rescuer.base_url)
-        app_id, meeting_id = setup.meeting()
         async with AsyncExitStack() as stack:
-            await bot(stack, owner.base_url, setup, app_id, meeting_id, "Witness")
-            rid = await start(setup, app_id, meeting_id)
-            recording = await until_status(setup, app_id, rid, {"RECORDING"})
-            assert recording["status"] == "RECORDING"
+            app_id, rid, _ = await bot_recorded(stack, setup, owner.base_url)
             await asyncio.sleep(4)
             os.kill(owner.pid, signal.SIGSTOP)
             hung_at = time.time()

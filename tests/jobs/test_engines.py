@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,13 +16,11 @@ from sqlalchemy import text
 
 from recordkit.db.bus import LocalBus
 from recordkit.db.engine import Database
-from recordkit.db.migrate import upgrade
 from recordkit.jobs.dispatcher import Job
 from recordkit.jobs.embedded import EmbeddedJobs
 from recordkit.jobs.kinds import JobKind, RetryPolicy
 from recordkit.jobs.procrastinated import ProcrastinateJobs
 from recordkit.node import new_node_id
-from tests.support.postgres import fresh_database
 
 POLICY = RetryPolicy(attempts=3, first_delay_s=0.2, max_delay_s=1.0)
 
@@ -84,22 +81,11 @@ class Engines:
         return str(row[0]), int(row[1])
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def engine_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{Path(tmp_path_factory.mktemp('jobs')) / 'jobs.db'}"
-        upgrade(url)
-        yield url
-        return
-    with fresh_database(request.getfixturevalue("pg_server")) as url:
-        upgrade(url)
-        yield url
-
-
 @pytest.fixture
-async def engines(engine_url: str) -> AsyncIterator[Engines]:
-    db = Database(engine_url)
-    yield Engines(db, engine_url, "sqlite" if engine_url.startswith("sqlite") else "postgresql")
+async def engines(database_url: str) -> AsyncIterator[Engines]:
+    """Over the module's freshly migrated database, SQLite and then PostgreSQL (tests/conftest.py)."""
+    db = Database(database_url)
+    yield Engines(db, database_url, "sqlite" if database_url.startswith("sqlite") else "postgresql")
     await db.close()
 
 
