@@ -36,7 +36,7 @@ async def test_two_bots_receive_each_others_marks_in_sync(served: ThreadServer, 
             run_bot(
                 served.base_url,
                 who["token"],
-                duration_s=4.3,
+                duration_s=5.3,
                 name=who["name"],
                 receive_audio=1,
                 receive_video=1,
@@ -57,12 +57,13 @@ async def test_two_bots_receive_each_others_marks_in_sync(served: ThreadServer, 
         delays_ms = sorted(video.delays_ms(sender.clock_start_unix_s) + audio.delays_ms(sender.clock_start_unix_s))
         assert delays_ms[0] >= 0 and delays_ms[-1] < 500, delays_ms
         assert delays_ms[len(delays_ms) // 2] < 150, delays_ms
-        # The first mark each receiver gets comes with its first frames (decoder start-up, first keyframe): on a
-        # loaded machine it was seen 130–335 ms late. Sync is judged on the marks of the following seconds.
+        # The first marks each receiver gets come with its first frames (decoder start-up, first keyframe): on a
+        # loaded machine the first was seen 130–335 ms late, and once (1 full suite run in 4, the live bots on a
+        # slower machine) the second still 203 ms. Sync is judged on the marks after a receiver's first two seconds.
         first_second = min(math.floor(t - sender.clock_start_unix_s) for t in video.marks_unix_s + audio.marks_unix_s)
         sync = pair_marks(
-            marks_after(video.marks_unix_s, sender.clock_start_unix_s, first_second),
-            marks_after(audio.marks_unix_s, sender.clock_start_unix_s, first_second),
+            marks_after(video.marks_unix_s, sender.clock_start_unix_s, first_second + 1),
+            marks_after(audio.marks_unix_s, sender.clock_start_unix_s, first_second + 1),
         )
         assert sync.pairs >= 2 and not sync.unpaired_flashes_s and not sync.unpaired_beeps_s, sync
         # Measured here: median −10 to −14 ms (video is held a frame longer than audio by aiortc's jitter buffer).
