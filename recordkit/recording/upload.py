@@ -164,19 +164,23 @@ class RecordingFiles:
         target = self.bucket.path(recording_id, name)
         assert target is not None
         source = spool_dir(self.data_dir, recording_id) / name
+        part = target.with_name(target.name + ".part")
         if source.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             size = source.stat().st_size
-            tmp = target.with_name(target.name + ".part")
             try:
-                os.replace(source, tmp)
+                os.replace(source, part)
             except OSError:
-                shutil.copyfile(source, tmp)
-            if tmp.stat().st_size != size:
-                raise OSError(f"{name}: {tmp.stat().st_size} bytes stored, {size} expected")
-            os.replace(tmp, target)
+                shutil.copyfile(source, part)
+            if part.stat().st_size != size:
+                raise OSError(f"{name}: {part.stat().st_size} bytes stored, {size} expected")
+            os.replace(part, target)
             if source.exists():
                 source.unlink()
+        elif part.exists():
+            # The process died between the two renames: the spool file had been renamed whole (a copy keeps its
+            # source until it is done), so the move only needs its second half.
+            os.replace(part, target)
         return target.stat().st_size if target.exists() else None
 
 

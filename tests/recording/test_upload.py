@@ -59,6 +59,22 @@ async def test_upload_moves_the_file_and_signs_a_seven_day_link(api: Api, app_id
     assert again["download_url"] == done["download_url"], "links are generated once"
 
 
+async def test_a_move_cut_between_its_two_renames_is_completed(api: Api, app_id: str) -> None:
+    """The process died after the spool file became `<name>.part` in the bucket and before its last rename."""
+    recording = await recording_in(api, app_id, "UPLOADING")
+    content = os.urandom(3000)
+    target = api.services.bucket.path(recording["id"], recording["output_file_name"])
+    assert target is not None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.with_name(target.name + ".part").write_bytes(content)
+    await upload(api.services.work, recording["id"])
+    done = await api.ok("GET", f"/{app_id}/recordings/{recording['id']}")
+    assert done["status"] == "UPLOADED" and done["file_size"] == 3000
+    downloaded = await api.client.get(done["download_url"].removeprefix("http://testserver"))
+    assert downloaded.content == content
+    assert sorted(path.name for path in target.parent.iterdir()) == [target.name], "no .part left"
+
+
 async def test_separate_and_audio_only_files(api: Api, app_id: str) -> None:
     both = await recording_in(api, app_id, "UPLOADING", audio_config={"codec": "MP3"})
     spool_file(api, both)
