@@ -5,8 +5,8 @@ on (`sendonly`/`sendrecv`) is received if it is the first such section of its ki
 produce that kind; a section the client receives on (`recvonly`/`sendrecv`) becomes a slot the server
 sends another participant's track on. Audio is Opus; video is VP8, or H264 when the client offers no
 VP8 (forwarded only to slots that negotiated H264 too). An offer is refused (`OfferRejected`, a 400)
-when it cannot be parsed, lacks ICE or DTLS parameters or RTCP mux, or has an audio/video section
-with none of those codecs.
+when it cannot be parsed, lacks ICE or DTLS parameters or RTCP mux, carries more than 16 ICE candidates
+in a section, or has an audio/video section with none of those codecs.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ KINDS = ("audio", "video")
 ACCEPTED_CODECS = {"audio": ("audio/opus",), "video": ("video/vp8", "video/h264")}
 # A bound on the work one offer can ask for (each section is a transceiver with its own tasks).
 MAX_SECTIONS = 64
+# Each remote candidate is a pair aioice checks with STUN: a browser offers a handful per section.
+MAX_CANDIDATES_PER_SECTION = 16
 SENDING = ("sendonly", "sendrecv")
 RECEIVING = ("recvonly", "sendrecv")
 
@@ -129,6 +131,8 @@ def _codec(media: sdp.MediaDescription) -> RTCRtpCodecParameters | None:
 
 
 def _check_transport(media: sdp.MediaDescription, index: int) -> None:
+    if len(media.ice_candidates) > MAX_CANDIDATES_PER_SECTION:
+        raise OfferRejected(f"section {index} has more than {MAX_CANDIDATES_PER_SECTION} ICE candidates")
     if not media.ice.usernameFragment or not media.ice.password:
         raise OfferRejected(f"section {index} has no ICE username fragment or password")
     if media.dtls is None or not media.dtls.fingerprints:

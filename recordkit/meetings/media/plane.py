@@ -64,6 +64,8 @@ class MediaPlane:
         self._session_events = session_events
         self._left: OrderedDict[str, _Left] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Peers between the capacity check and their room: their slots are taken before anything is awaited.
+        self._joining = 0
 
     @property
     def peer_count(self) -> int:
@@ -81,8 +83,15 @@ class MediaPlane:
 
         Raises AtCapacity (503) or OfferRejected (400) when aiortc cannot apply the offer after all.
         """
-        if self.peer_count >= self.settings.max_peers:
-            raise AtCapacity(f"{self.peer_count} peers connected")
+        if self.peer_count + self._joining >= self.settings.max_peers:
+            raise AtCapacity(f"{self.peer_count} peers connected, {self._joining} joining")
+        self._joining += 1
+        try:
+            return await self._answer(meeting_id, participant, offer)
+        finally:
+            self._joining -= 1
+
+    async def _answer(self, meeting_id: str, participant: Participant, offer: Offer) -> tuple[str, str]:
         info = ParticipantInfo(
             participant_id=participant.id,
             peer_id=str(uuid.uuid4()),

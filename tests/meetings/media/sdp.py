@@ -16,8 +16,11 @@ CODEC_LINES = {
 PAYLOAD_TYPES = {"opus": "111", "PCMU": "0", "VP8": "96 97", "VP9": "98", "H264": "102"}
 
 
-def offer_sdp(*sections: tuple[str, str | None, tuple[str, ...]], ice: bool = True, mux: bool = True) -> str:
-    """An offer with the given (kind, direction or None, codec names) sections, bundled."""
+def offer_sdp(
+    *sections: tuple[str, str | None, tuple[str, ...]], ice: bool = True, mux: bool = True, candidates: int = 0
+) -> str:
+    """An offer with the given (kind, direction or None, codec names) sections, bundled; `candidates` host
+    candidates in each section."""
     mids = " ".join(str(index) for index in range(len(sections)))
     lines = ["v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0", f"a=group:BUNDLE {mids}", "a=msid-semantic:WMS *"]
     for index, (kind, direction, codecs) in enumerate(sections):
@@ -37,5 +40,6 @@ def offer_sdp(*sections: tuple[str, str | None, tuple[str, ...]], ice: bool = Tr
             lines += CODEC_LINES[codec]
         if ice:
             lines += ["a=ice-ufrag:abcd", "a=ice-pwd:abcdefghijklmnopqrstuv"]
+        lines += [f"a=candidate:{n} 1 udp {2130706431 - n} 192.0.2.1 {40000 + n} typ host" for n in range(candidates)]
         lines += [f"a=fingerprint:sha-256 {FINGERPRINT}", "a=setup:actpass"]
     return "\r\n".join(lines) + "\r\n"

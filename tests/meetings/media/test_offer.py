@@ -60,6 +60,10 @@ def test_h264_is_taken_when_no_vp8_is_offered() -> None:
     assert section.codec.mimeType == "video/H264"
 
 
+def test_sixteen_candidates_a_section_are_taken() -> None:
+    assert read_offer(offer_sdp(("audio", "sendonly", ("opus",)), candidates=16), EVERYTHING).sections
+
+
 def test_a_section_without_direction_means_sendrecv() -> None:
     offer = read_offer(offer_sdp(("audio", None, ("opus",))), EVERYTHING)
 
@@ -83,6 +87,7 @@ def test_a_section_without_direction_means_sendrecv() -> None:
         ),
         (offer_sdp(("audio", "sendonly", ("opus",)), ice=False), "section 0 has no ICE username fragment or password"),
         (offer_sdp(("audio", "sendonly", ("opus",)), mux=False), "section 0 does not use RTCP mux"),
+        (offer_sdp(("audio", "sendonly", ("opus",)), candidates=17), "section 0 has more than 16 ICE candidates"),
     ],
 )
 def test_offers_that_cannot_be_answered_are_refused(sdp: str, detail: str) -> None:
