@@ -9,7 +9,8 @@ the sender's wall clock (NTP) at the same instant, and a sender uses one wall cl
 `arrival - sender time` seen over all its SRs is the clock offset plus the quickest transit, so a
 frame's `wall_time_s` is when it left the sender, on our clock, plus that transit. `TrackClock` (one
 per track) maps pts through the latest SR. Until the first SR arrives (about a second after media
-starts), a track falls back to its own arrivals: pts anchored at the earliest-looking arrival.
+starts), a track falls back to its own arrivals: pts anchored at the earliest-looking arrival. Either
+way a time is kept within 2 s before and 0.5 s after the frame's arrival: peers are not trusted.
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ from fractions import Fraction
 
 NTP_UNIX_OFFSET_S = 2_208_988_800  # seconds from 1900-01-01 (NTP epoch) to 1970-01-01
 RTP_WRAP = 1 << 32
+# A frame's send time is never trusted beyond its arrival: a sender report is the sender's word, and a
+# forged or stepped clock would date every later frame hours away (piling it up in a recorder's queues).
+# Sent up to 2 s before it arrived (a sender's queue, a network stall), never more than 0.5 s after
+# (the clock offset's own error); anything outside is put on that edge.
+EARLIEST_BEFORE_ARRIVAL_S = 2.0
+LATEST_AFTER_ARRIVAL_S = 0.5
 
 
 def ntp_to_unix_s(ntp: int) -> float:
@@ -69,8 +76,13 @@ class TrackClock:
         self._rtp_origin = rtp_origin % RTP_WRAP
 
     def wall_time_s(self, pts: int, arrival_unix_s: float) -> float:
-        """The Unix time (our clock) at which the frame with this pts was sent; `arrival_unix_s` is when
-        it reached us, used until the sender's first SR."""
+        """The Unix time (our clock) at which the frame with this pts was sent, within
+        [arrival − 2 s, arrival + 0.5 s]; `arrival_unix_s` is when it reached us, used alone until the
+        sender's first SR."""
+        sent_s = self._sent_s(pts, arrival_unix_s)
+        return min(max(sent_s, arrival_unix_s - EARLIEST_BEFORE_ARRIVAL_S), arrival_unix_s + LATEST_AFTER_ARRIVAL_S)
+
+    def _sent_s(self, pts: int, arrival_unix_s: float) -> float:
         anchor = arrival_unix_s - pts / self.clock_rate
         if self._arrival_anchor_s is None or anchor < self._arrival_anchor_s:
             self._arrival_anchor_s = anchor

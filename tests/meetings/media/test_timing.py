@@ -48,3 +48,29 @@ def test_the_quickest_report_sets_the_clock_offset() -> None:
     sender.observe(12.0, 14.200)
 
     assert sender.offset_s == pytest.approx(2.010)
+
+
+@pytest.mark.parametrize(
+    ("sr_sender_s", "arrival_s", "expected_s"),
+    [
+        (1000.0 - 3600.0, 1003.0, 1001.0),  # a report dated an hour back: kept 2 s before arrival
+        (1000.0 + 3600.0, 1003.0, 1003.5),  # an hour ahead (a forged report): 0.5 s after arrival
+        (1000.0 + 0.3, 1003.0, 1003.3),  # within the band: as reported
+    ],
+)
+def test_send_times_stay_within_two_seconds_before_and_half_a_second_after_arrival(
+    sr_sender_s: float, arrival_s: float, expected_s: float
+) -> None:
+    sender = SenderClock()
+    sender.observe(1000.0, 1000.0)  # the honest offset: none
+    clock = TrackClock(90_000, sender)
+    clock.set_rtp_origin(0)
+    clock.on_sender_report(ntp(sr_sender_s), 0, arrival_unix_s=1000.0 + 3600.0)
+    assert clock.wall_time_s(270_000, arrival_unix_s=arrival_s) == pytest.approx(expected_s)
+
+
+def test_a_frame_after_a_long_stall_is_dated_at_most_two_seconds_back() -> None:
+    clock = TrackClock(90_000, SenderClock())
+    assert clock.wall_time_s(0, arrival_unix_s=100.0) == pytest.approx(100.0)
+    # 10 s of media arrive at once after a stall: each is dated no earlier than 2 s before it arrived.
+    assert clock.wall_time_s(900_000, arrival_unix_s=115.0) == pytest.approx(113.0)
