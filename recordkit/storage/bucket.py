@@ -13,7 +13,12 @@ import shutil
 from pathlib import Path
 from urllib.parse import quote
 
-SAFE_NAME = re.compile(r"^(?!\.)[A-Za-z0-9._-]+$")
+# Each is used with `fullmatch`, before anything is parsed or compared: `$` also matches before a trailing
+# newline, `isdigit` passes "²" which `int` raises on, `int` raises past 4,300 digits and `compare_digest`
+# on non-ASCII text, and a hostile link must get a 403, never a 500.
+SAFE_NAME = re.compile(r"(?!\.)[A-Za-z0-9._-]+")
+EXPIRES = re.compile(r"[0-9]{1,12}")
+SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def signature(key: str, recording_id: str, file_name: str, expires_s: int) -> str:
@@ -23,8 +28,14 @@ def signature(key: str, recording_id: str, file_name: str, expires_s: int) -> st
 
 
 def link_is_valid(key: str, recording_id: str, file_name: str, expires: str, given: str, now_s: float) -> bool:
-    """Whether a link's `expires` and `signature` were made by us and have not run out (constant time)."""
-    if not expires.isdigit() or int(expires) <= now_s:
+    """Whether a link's names, `expires` and `signature` were made by us and have not run out (constant time)."""
+    well_formed = (
+        SAFE_NAME.fullmatch(recording_id)
+        and SAFE_NAME.fullmatch(file_name)
+        and EXPIRES.fullmatch(expires)
+        and SIGNATURE.fullmatch(given)
+    )
+    if not well_formed or int(expires) <= now_s:
         return False
     expected = signature(key, recording_id, file_name, int(expires))
     return hmac.compare_digest(expected, given.lower())
@@ -40,7 +51,7 @@ class LocalBucket:
 
     def path(self, recording_id: str, file_name: str) -> Path | None:
         """Where the file lives, or None for names that could step outside the bucket."""
-        if not SAFE_NAME.match(recording_id) or not SAFE_NAME.match(file_name):
+        if not SAFE_NAME.fullmatch(recording_id) or not SAFE_NAME.fullmatch(file_name):
             return None
         return self.root / recording_id / file_name
 
@@ -48,11 +59,11 @@ class LocalBucket:
         """The recordings that have a folder in the bucket."""
         if not self.root.is_dir():
             return []
-        return sorted(entry.name for entry in self.root.iterdir() if entry.is_dir() and SAFE_NAME.match(entry.name))
+        return sorted(entry.name for entry in self.root.iterdir() if entry.is_dir() and SAFE_NAME.fullmatch(entry.name))
 
     def delete(self, recording_id: str) -> None:
         """Delete a recording's folder and every file in it (nothing when it is not there)."""
-        if SAFE_NAME.match(recording_id):
+        if SAFE_NAME.fullmatch(recording_id):
             shutil.rmtree(self.root / recording_id, ignore_errors=True)
 
     def signed_url(self, recording_id: str, file_name: str, expires_s: int) -> str:

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from recordkit.app import create_app
 from recordkit.config import build_settings
@@ -49,6 +50,55 @@ async def test_bad_expired_and_missing_links(api: Api) -> None:
     assert_error(await api.client.get(expired), 403, "Invalid or expired signature")
     missing = local(bucket.signed_url(RID, "gone.mp4", int(time.time()) + 600))
     assert_error(await api.client.get(missing), 404, "No file found")
+
+
+@pytest.mark.parametrize(
+    "expires",
+    ["²", "9" * 5000, "1" * 13, "-1", "+5", " 5", "5 ", "0x10", "1_000", "", "١٢٣"],
+)
+async def test_malformed_expires_is_refused_never_crashed_on(api: Api, expires: str) -> None:
+    stored(api, "talk.mp4", b"data")
+    sig = api.services.bucket.signed_url(RID, "talk.mp4", 1).rsplit("=", 1)[1]
+    response = await api.client.get(f"/files/{RID}/talk.mp4", params={"expires": expires, "signature": sig})
+    assert_error(response, 403, "Invalid or expired signature")
+
+
+async def test_a_valid_link_spelled_with_other_digits_is_refused(api: Api) -> None:
+    stored(api, "talk.mp4", b"data")
+    expires_s = int(time.time()) + 600
+    sig = api.services.bucket.signed_url(RID, "talk.mp4", expires_s).rsplit("=", 1)[1]
+    arabic_indic = "".join(chr(0x0660 + int(digit)) for digit in str(expires_s))
+    response = await api.client.get(f"/files/{RID}/talk.mp4", params={"expires": arabic_indic, "signature": sig})
+    assert_error(response, 403, "Invalid or expired signature")
+
+
+async def test_malformed_signature_is_refused_never_crashed_on(api: Api) -> None:
+    stored(api, "talk.mp4", b"data")
+    expires = str(int(time.time()) + 600)
+    for signature in ("é" * 64, "g" * 64, "0" * 63, "0" * 65, ""):
+        response = await api.client.get(f"/files/{RID}/talk.mp4", params={"expires": expires, "signature": signature})
+        assert_error(response, 403, "Invalid or expired signature")
+
+
+@pytest.mark.parametrize(
+    ("recording_id", "file_name"),
+    [
+        (RID, "talk.mp4\n"),
+        (RID + "\n", "talk.mp4"),
+        (RID, ".talk.mp4"),
+        (RID, "talk mp4"),
+        (RID, "tälk.mp4"),
+    ],
+)
+async def test_names_that_are_not_wholly_safe_are_refused(api: Api, recording_id: str, file_name: str) -> None:
+    # A name that is only safe up to a trailing newline is a file the bucket never writes; even a link
+    # signed for it and a file planted under it get the same 403 as any other link we did not make.
+    folder = api.services.bucket.root / recording_id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / file_name).write_bytes(b"planted")
+    url = api.services.bucket.signed_url(recording_id, file_name, int(time.time()) + 600)
+    response = await api.client.get(local(url))
+    assert_error(response, 403, "Invalid or expired signature")
 
 
 async def test_rate_limit_answers_429_with_retry_after(database_url: str, tmp_path: Path) -> None:

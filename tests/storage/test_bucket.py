@@ -38,6 +38,33 @@ def test_links_expire_and_resist_tampering(expires: str, given: str | None, vali
     assert not link_is_valid(KEY, RID, "other.mp4", expires, sig, now_s=1000.0)
 
 
+@pytest.mark.parametrize(
+    ("recording_id", "file_name", "expires", "given"),
+    [
+        (RID, NAME, "²", None),
+        (RID, NAME, "２０００", None),
+        (RID, NAME, "9" * 5000, None),
+        (RID, NAME, "0" * 9 + "2000", None),
+        (RID, NAME, "+2000", None),
+        (RID, NAME, " 2000", None),
+        (RID, NAME, "2000\n", None),
+        (RID, NAME, "2000", "é" * 64),
+        (RID, NAME + "\n", "2000", None),
+        (RID + "\n", NAME, "2000", None),
+    ],
+)
+def test_malformed_links_are_refused_without_raising(
+    recording_id: str, file_name: str, expires: str, given: str | None
+) -> None:
+    # Signed for 2000, which `int` reads most of these `expires` as: only the malformation can refuse them.
+    sig = given if given is not None else signature(KEY, recording_id, file_name, 2000)
+    assert link_is_valid(KEY, recording_id, file_name, expires, sig, now_s=1000.0) is False
+
+
+def test_upper_case_signatures_still_verify() -> None:
+    assert link_is_valid(KEY, RID, NAME, "2000", signature(KEY, RID, NAME, 2000).upper(), now_s=1000.0)
+
+
 def test_bucket_paths_and_urls(tmp_path: Path) -> None:
     bucket = LocalBucket(tmp_path, KEY, "https://rec.example.org/")
     assert bucket.path(RID, NAME) == tmp_path / RID / NAME
