@@ -76,6 +76,15 @@ def check_own_meeting(caller: Caller, meeting_id: str) -> None:
         raise errors.participant_forbidden()
 
 
+def check_participant_start(caller: Caller, body: dict[str, Any]) -> None:
+    """§2.2: a participant's start records with the meeting's settings, so it may name the meeting and
+    nothing else; otherwise a participant could choose where the server sends data, what it fetches and
+    how much it spends. `body` is the validated body: unknown keys and nulls meaning "not given" are gone
+    (§4.2), aliases are under their canonical names."""
+    if caller.participant is not None and body.keys() - {"meeting_id"}:
+        raise errors.participant_forbidden()
+
+
 def participant_token(request: Request) -> str | None:
     """A participant token, from `Authorization: Bearer` or `?authToken=` (meetings.md §8)."""
     return bearer_token(request) or request.query_params.get("authToken") or None

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from recordkit.api import docs, listing
-from recordkit.api.auth import authorize, check_own_meeting
+from recordkit.api.auth import authorize, check_own_meeting, check_participant_start
 from recordkit.api.envelope import ok
 from recordkit.api.errors import ApiError
 from recordkit.api.requests import checked_body, checked_query
@@ -55,6 +55,7 @@ async def start_recording(request: Request, account_id: str, app_id: str) -> Res
     recordings = _recordings(request)
     meeting = await get_meeting(recordings.db, app.id, body["meeting_id"])
     check_own_meeting(caller, meeting.id)
+    check_participant_start(caller, body)
     plan = recordings.plan(body, meeting)
     recording = await recordings.start_composite(app.id, meeting, plan, caller)
     return ok(recording_json(recording, utcnow()))

@@ -473,6 +473,77 @@ async def test_participant_tokens(api: Api, app_id: str) -> None:
     assert ACCOUNT_ID not in revoked.text
 
 
+async def test_participant_start_records_with_the_meeting_settings(api: Api, app_id: str) -> None:
+    config = {"file_name_prefix": "from_meeting", "video_config": {"codec": "VP8"}}
+    meeting = await api.new_meeting(app_id, recording_config=config)
+    host = await api.new_participant(app_id, meeting["id"], "group_call_host", "Host")
+    body = {"meeting_id": meeting["id"], "unknown_key": "ignored as for everyone", "max_seconds": None}
+    data = await api.ok("POST", f"/{app_id}/recordings", token=host["token"], json=body)
+    assert data["output_file_name"].startswith(f"from_meeting_{meeting['id']}_")
+    assert data["output_file_name"].endswith(".webm")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"allow_multiple_recordings": True},
+        {"allow_multiple_recording": True},
+        {"max_seconds": 60},
+        {"file_name_prefix": "mine"},
+        {"video_config": {}},
+        {"video_config": {"watermark": {"url": "http://127.0.0.1/logo.png"}}},
+        {"audio_config": {"export_file": True}},
+        {"storage_config": None},
+        {"realtimekit_bucket_config": {"enabled": True}},
+        {"dyte_bucket_config": {"enabled": True}},
+        {"rtmp_out_config": {"rtmp_url": "rtmp://live.example/app/key"}},
+        {"interactive_config": {}},
+    ],
+)
+async def test_participant_start_may_not_choose_settings(api: Api, app_id: str, extra: dict[str, Any]) -> None:
+    meeting = await api.new_meeting(app_id)
+    host = await api.new_participant(app_id, meeting["id"], "group_call_host", "Host")
+    response = await api.call(
+        "POST", f"/{app_id}/recordings", token=host["token"], json={"meeting_id": meeting["id"], **extra}
+    )
+    assert_error(response, 403, "Participant is not allowed to perform this action")
+    assert (await api.call("GET", f"/{app_id}/recordings/active-recording/{meeting['id']}")).status_code == 404
+
+
+async def test_participant_settings_refusal_keeps_its_place_in_the_check_order(api: Api, app_id: str) -> None:
+    meeting = await api.new_meeting(app_id)
+    host = await api.new_participant(app_id, meeting["id"], "group_call_host", "Host")
+
+    async def start_as_host(**body: Any) -> Any:
+        return await api.call("POST", f"/{app_id}/recordings", token=host["token"], json=body)
+
+    # Field rules (§2.3 check 5) and the body's meeting (6) answer first...
+    response = await start_as_host(meeting_id=meeting["id"], max_seconds=30)
+    assert_error(response, 400, 'BAD_REQUEST: "max_seconds" must be greater than or equal to 60')
+    assert_error(
+        await start_as_host(meeting_id=meeting["id"], url="https://x"), 400, 'BAD_REQUEST: "url" is not supported'
+    )
+    missing = "b3f6a2c4-1e5d-4a7b-9c8d-2f3e4a5b6c7d"
+    response = await start_as_host(meeting_id=missing, max_seconds=60)
+    assert_error(response, 404, f"No meeting found with id {missing}")
+    # ...then this refusal, before the rules on the effective configuration (8) and the state (9).
+    forbidden = "Participant is not allowed to perform this action"
+    assert_error(await start_as_host(meeting_id=meeting["id"], video_config={"export_file": False}), 403, forbidden)
+    inactive = await api.new_meeting(app_id, status="INACTIVE")
+    late_host = await api.new_participant(app_id, inactive["id"], "group_call_host", "Late")
+    response = await api.call(
+        "POST",
+        f"/{app_id}/recordings",
+        token=late_host["token"],
+        json={"meeting_id": inactive["id"], "max_seconds": 60},
+    )
+    assert_error(response, 403, forbidden)
+    response = await api.call(
+        "POST", f"/{app_id}/recordings", token=late_host["token"], json={"meeting_id": inactive["id"]}
+    )
+    assert_error(response, 409, f"Meeting {inactive['id']} is INACTIVE")
+
+
 async def test_storage_secrets_are_never_echoed_nor_stored_in_clear(api: Api, app_id: str) -> None:
     meeting = await api.new_meeting(app_id)
     secrets = ("AKIA-SECRET-ACCESS", "wJalrXUtnFEMI-SECRET")
