@@ -34,6 +34,7 @@ from recordkit.api import (
     sessions,
     webhooks,
 )
+from recordkit.api.auth import token_verifies
 from recordkit.api.envelope import failure, ok
 from recordkit.api.ratelimit import RateLimit, RateLimiter
 from recordkit.api.routing import mount
@@ -221,7 +222,8 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     if settings.rate_limit_per_minute:
-        app.add_middleware(RateLimit, limiter=RateLimiter(settings.rate_limit_per_minute))
+        verifies = partial(token_verifies, api_token=settings.credentials.api_token, tokens=services.tokens)
+        app.add_middleware(RateLimit, limiter=RateLimiter(settings.rate_limit_per_minute), verifies=verifies)
     app.add_middleware(NormalisePath)
     return app
 
