@@ -184,7 +184,7 @@ def resolve(levels: Levels) -> dict[str, Any]:
 
 
 def check_rules(effective: dict[str, Any]) -> None:
-    """Raise ConfigRuleBroken when the merged configuration cannot produce a storable file."""
+    """Raise ConfigRuleBroken when the merged configuration cannot produce a storable file as it asks."""
     video = effective["video_config"]
     if not effective["realtimekit_bucket_config"]["enabled"] and not effective["storage_config"]:
         raise ConfigRuleBroken('"storage_config" is required when "realtimekit_bucket_config.enabled" is false')
@@ -196,6 +196,16 @@ def check_rules(effective: dict[str, Any]) -> None:
         raise ConfigRuleBroken('"interactive_config" requires "video_config.codec" H264 and a video file')
     if effective["rtmp_url"] and video["codec"] != "H264":
         raise ConfigRuleBroken('"rtmp_out_config" requires "video_config.codec" H264')
+    # A size larger than the frame could only be drawn scaled down, not as asked: refuse it at start
+    # like the rules above. Without a video file the watermark is ignored (§9.4), so its size cannot matter.
+    if video["export_file"]:
+        watermark_size = (video.get("watermark") or {}).get("size") or {}
+        for side in ("width", "height"):
+            if watermark_size.get(side, 0) > video[side]:
+                raise ConfigRuleBroken(
+                    f'"video_config.watermark.size.{side}" must be less than or equal to '
+                    f'"video_config.{side}" ({video[side]})'
+                )
 
 
 def check_url_unsupported(body: dict[str, Any]) -> None:

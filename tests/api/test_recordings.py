@@ -163,6 +163,10 @@ async def test_invalid_start_fields_answer_400(api: Api, app_id: str, body: dict
             },
             '"rtmp_out_config" requires "video_config.codec" H264',
         ),
+        (
+            {"video_config": {"width": 640, "watermark": {"url": "https://x/y.png", "size": {"width": 641}}}},
+            '"video_config.watermark.size.width" must be less than or equal to "video_config.width" (640)',
+        ),
     ],
 )
 async def test_effective_configuration_rules_answer_400(
