@@ -135,7 +135,9 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
     session_events = SessionEvents(started=recordings.on_session_started, ended=recordings.on_session_ended)
     bucket = LocalBucket(settings.bucket_dir, creds.signing_key, settings.public_url)
     media = MediaPlane(db, session_events, settings.media)
-    recorder_settings = RecorderSettings(empty_start_min_s=settings.empty_meeting_timeout_s)
+    recorder_settings = RecorderSettings(
+        empty_start_min_s=settings.empty_meeting_timeout_s, fetch_allow=settings.fetch_allow
+    )
     return Services(
         settings=settings,
         node_id=node_id,

@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
 CREDENTIALS_FILE = "credentials.json"
@@ -64,6 +65,8 @@ class Settings:
     drain_timeout_s: float = 30.0
     # Multiplies every job retry delay (1 in production; tests shorten the waits).
     retry_delay_scale: float = 1.0
+    # Internal networks that fetches of caller-given URLs (the watermark) may reach all the same; none by default.
+    fetch_allow: tuple[IPv4Network | IPv6Network, ...] = ()
 
     @property
     def bucket_dir(self) -> Path:
@@ -154,6 +157,7 @@ def build_settings(
         max_uploads=int(env.get("RECORDKIT_MAX_UPLOADS") or 4),
         drain_timeout_s=float(env.get("RECORDKIT_DRAIN_TIMEOUT_S") or 30),
         retry_delay_scale=float(env.get("RECORDKIT_RETRY_DELAY_SCALE") or 1),
+        fetch_allow=fetch_allow(env),
     )
     return settings, generated
 
@@ -173,6 +177,22 @@ def retention_days(environ: Mapping[str, str]) -> float:
     if not 0 < days <= 36_500:
         raise ValueError(f"RECORDKIT_RETENTION_DAYS must be a number of days in (0, 36500], not {text!r}")
     return days
+
+
+def fetch_allow(environ: Mapping[str, str]) -> tuple[IPv4Network | IPv6Network, ...]:
+    """`RECORDKIT_FETCH_ALLOW`: comma-separated CIDRs (a bare address is a /32 or /128) that fetches of
+    caller-given URLs may reach although they are loopback, private or otherwise internal."""
+    networks = []
+    for entry in (environ.get("RECORDKIT_FETCH_ALLOW") or "").split(","):
+        if not entry.strip():
+            continue
+        try:
+            networks.append(ip_network(entry.strip()))
+        except ValueError as error:
+            raise ValueError(
+                f"RECORDKIT_FETCH_ALLOW must be comma-separated CIDRs such as 10.0.0.0/8,fd00::/8; {error}"
+            ) from error
+    return tuple(networks)
 
 
 def media_settings(environ: Mapping[str, str]) -> MediaSettings:

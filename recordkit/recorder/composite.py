@@ -31,6 +31,7 @@ from recordkit.meetings.media.reading import TimedFrame
 from recordkit.meetings.media.source import MediaSource, UnknownTrack
 from recordkit.recorder.capture import Finished
 from recordkit.recorder.encoder import AudioFileEncoder, CompositeEncoder
+from recordkit.recorder.fetch import Network
 from recordkit.recorder.layout import Compositor
 from recordkit.recorder.mixer import Mixer
 from recordkit.recorder.plan import SAMPLE_RATE, OutputPlan
@@ -47,11 +48,13 @@ MAX_CATCH_UP_S = 2.0
 
 @dataclass(frozen=True)
 class RecorderSettings:
-    """How a recorder waits: its jitter delay, and how long an empty meeting is recorded."""
+    """How a recorder waits (its jitter delay, how long an empty meeting is recorded) and what it may fetch."""
 
     jitter_s: float = 0.25
     # When capture starts with nobody present, the empty-meeting timer lasts at least this long (§7.4).
     empty_start_min_s: float = 60.0
+    # Internal networks the watermark's fetch may reach all the same (RECORDKIT_FETCH_ALLOW).
+    fetch_allow: tuple[Network, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -261,7 +264,7 @@ class Recorder:
             self._tasks.hook(self._end_by_itself("error"))
 
     async def _load_watermark(self, spec: Any, width: int, height: int) -> None:
-        self._watermark = await load_watermark(spec, width, height)
+        self._watermark = await load_watermark(spec, width, height, self.settings.fetch_allow)
 
     async def _in_worker(self, work: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)

@@ -1,9 +1,13 @@
 """The watermark (recordings.md §9.4): an image fetched from a URL when capture starts, sized, placed flush
 against a corner of the composite picture and alpha-blended onto every frame.
 
-Everything that does not change per frame is done once: decoding (PyAV's PNG, JPEG and WebP decoders, alpha
-kept), scaling, conversion to the frame's yuv420p and premultiplying by alpha. Blending a frame is then two
-multiplies and an add per pixel of the watermark's rectangle, in integers.
+The image is fetched through `recorder/fetch.py` (addresses checked, every redirect too) and decoded by the
+PNG, JPEG or WebP demuxer its first bytes name: never by FFmpeg's probing, which would open any of the dozens
+of formats it knows from bytes a caller chose.
+
+Everything that does not change per frame is done once: decoding (alpha kept), scaling, conversion to the
+frame's yuv420p and premultiplying by alpha. Blending a frame is then two multiplies and an add per pixel of
+the watermark's rectangle, in integers.
 
 A watermark that cannot be fetched or decoded never stops a recording: `load_watermark` returns None and the
 recording goes on without one.
@@ -16,13 +20,14 @@ import base64
 import binascii
 import io
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
 import av
-import httpx
 import numpy as np
 
+from recordkit.recorder.fetch import FetchError, Network, fetch, url_for_log
 from recordkit.recorder.layout import Rect, plane_view
 from recordkit.recorder.plan import Corner, WatermarkSpec
 
@@ -31,9 +36,7 @@ log = logging.getLogger(__name__)
 FETCH_TIMEOUT_S = 10.0
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
 MAX_REDIRECTS = 3
-# §9.4 allows PNG, JPEG and WebP; anything else PyAV could open (a video, say) is refused.
-_IMAGE_CODECS = frozenset({"png", "mjpeg", "webp"})
-# A 5 MiB file can claim a huge picture; refusing more than this keeps decoding within ≈ 100 MB.
+# A 5 MiB file can claim a huge picture (a 250 kB PNG decodes to 80 Mpx, 232 MB): larger ones are refused.
 MAX_IMAGE_PIXELS = 25_000_000
 
 
@@ -97,17 +100,29 @@ class Watermark:
             region[:] = blended // 255
 
 
+def image_demuxer(data: bytes) -> str:
+    """The FFmpeg demuxer for a PNG, JPEG or WebP file (§9.4), chosen by the file's signature; each reads only
+    its own format. WatermarkError for anything else."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png_pipe"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg_pipe"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp_pipe"
+    raise WatermarkError("not a PNG, JPEG or WebP image")
+
+
 def decode_image(data: bytes) -> av.VideoFrame:
     """The first picture of a PNG, JPEG or WebP file; raises WatermarkError for anything else."""
+    demuxer = image_demuxer(data)
     try:
-        with av.open(io.BytesIO(data)) as container:
-            if not container.streams.video:
-                raise WatermarkError("not an image")
+        # Opening decodes the first picture to learn its size: `max_pixels` makes the decoder refuse a larger
+        # one before allocating it, and the size stays unknown (0).
+        limit = {"max_pixels": str(MAX_IMAGE_PIXELS)}
+        with av.open(io.BytesIO(data), format=demuxer, stream_options=[limit]) as container:
             stream = container.streams.video[0]
-            if stream.codec_context.name not in _IMAGE_CODECS:
-                raise WatermarkError(f"not a PNG, JPEG or WebP image ({stream.codec_context.name})")
-            if stream.codec_context.width * stream.codec_context.height > MAX_IMAGE_PIXELS:
-                raise WatermarkError("image too large")
+            if not 0 < stream.codec_context.width * stream.codec_context.height <= MAX_IMAGE_PIXELS:
+                raise WatermarkError(f"image larger than {MAX_IMAGE_PIXELS} pixels, or of no readable size")
             for frame in container.decode(stream):
                 return frame
     except av.FFmpegError as error:
@@ -137,50 +152,38 @@ def watermark_size(
 async def fetch_image(
     url: str,
     *,
+    allowed: Sequence[Network] = (),
     timeout_s: float = FETCH_TIMEOUT_S,
     max_bytes: int = MAX_IMAGE_BYTES,
     max_redirects: int = MAX_REDIRECTS,
 ) -> bytes | None:
-    """The bytes behind an http, https or data: URL, or None when they cannot be had within the limits
-    (the whole fetch, redirects included, within `timeout_s`; at most `max_bytes`; at most `max_redirects`)."""
+    """The bytes behind an http, https or data: URL, or None (logged) when they cannot be had within the limits
+    (the whole fetch, redirects included, within `timeout_s`; at most `max_bytes`; at most `max_redirects`)
+    or lead to an internal address outside the `allowed` networks (`fetch.refusal`)."""
     try:
         if url.startswith("data:"):
             data = _data_url_bytes(url)
             return data if len(data) <= max_bytes else None
-        async with asyncio.timeout(timeout_s):
-            return await _download(url, timeout_s, max_bytes, max_redirects)
-    except (httpx.HTTPError, httpx.InvalidURL, TimeoutError, ValueError) as error:
-        log.warning("watermark %.200s not fetched: %s", url, str(error) or type(error).__name__)
+        return await fetch(url, allowed=allowed, timeout_s=timeout_s, max_bytes=max_bytes, max_redirects=max_redirects)
+    except (FetchError, ValueError) as error:
+        log.warning("watermark %s not fetched: %s", url_for_log(url), error)
         return None
 
 
-async def load_watermark(spec: WatermarkSpec, frame_width: int, frame_height: int) -> Watermark | None:
-    """Fetch, decode and prepare the watermark, or None (logged) when any of it fails (§9.4)."""
-    data = await fetch_image(spec.url)
+async def load_watermark(
+    spec: WatermarkSpec, frame_width: int, frame_height: int, allowed: Sequence[Network] = ()
+) -> Watermark | None:
+    """Fetch, decode and prepare the watermark, or None (logged) when any of it fails (§9.4); `allowed` are the
+    networks the fetch may reach although they are internal (RECORDKIT_FETCH_ALLOW)."""
+    data = await fetch_image(spec.url, allowed=allowed)
     if data is None:
         return None
     try:
         # Decoding and scaling a large image takes tens of milliseconds: not on the event loop.
         return await asyncio.to_thread(Watermark.from_image, data, spec, frame_width, frame_height)
     except (WatermarkError, av.FFmpegError) as error:
-        log.warning("watermark %.200s not used: %s", spec.url, error)
+        log.warning("watermark %s not used: %s", url_for_log(spec.url), error)
         return None
-
-
-async def _download(url: str, timeout_s: float, max_bytes: int, max_redirects: int) -> bytes | None:
-    async with (
-        httpx.AsyncClient(follow_redirects=True, max_redirects=max_redirects, timeout=timeout_s) as client,
-        client.stream("GET", url) as response,
-    ):
-        response.raise_for_status()
-        if int(response.headers.get("content-length", 0)) > max_bytes:
-            raise ValueError("image larger than the limit")
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > max_bytes:
-                raise ValueError("image larger than the limit")
-        return bytes(body)
 
 
 def _data_url_bytes(url: str) -> bytes:

@@ -123,6 +123,15 @@ def png_square(rgb: tuple[int, int, int], size: int = 64) -> bytes:
     return b"".join(bytes(packet) for packet in packets)
 
 
+def last_picture_red(path: Path) -> np.ndarray:
+    """Where the file's last picture is red (the colour of these tests' watermarks), as a mask of its pixels."""
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            last = frame
+    rgb = last.to_ndarray(format="rgb24").astype(int)
+    return (rgb[..., 0] > 190) & (rgb[..., 1] < 70) & (rgb[..., 2] < 70)
+
+
 @pytest.mark.parametrize("codec", ["VP8", "VP9"])
 async def test_webm_recordings_with_a_watermark(server: ThreadServer, setup: Setup, tmp_path: Path, codec: str) -> None:
     import base64
@@ -148,10 +157,7 @@ async def test_webm_recordings_with_a_watermark(server: ThreadServer, setup: Set
     streams = {s["codec_type"]: s for s in ffprobe(path)["streams"]}
     assert streams["video"]["codec_name"] == codec.lower() and streams["audio"]["codec_name"] == "opus"
     assert (streams["video"]["width"], streams["video"]["height"]) == (640, 360)
-    with av.open(str(path)) as container:
-        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    last = frames[-1].astype(int)
-    red = (last[..., 0] > 190) & (last[..., 1] < 70) & (last[..., 2] < 70)
+    red = last_picture_red(path)
     band = red[-96:, :]
     red_columns = np.flatnonzero(band.mean(axis=0) > 0.9)
     assert 88 <= len(red_columns) <= 100 and red_columns.max() >= 636, "a 96 px red square flush right"

@@ -1,18 +1,28 @@
-"""The watermark: fetched within its limits, sized and placed as asked, blended with its transparency."""
+"""The watermark: fetched within its limits, decoded only as PNG, JPEG or WebP, sized and placed as asked,
+blended with its transparency."""
 
 from __future__ import annotations
 
 import base64
 import io
+import logging
+import struct
+import subprocess
+import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import ip_network
+from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 import pytest
 
+from recordkit.recorder.fetch import Network
 from recordkit.recorder.layout import BLACK_LUMA, Rect, plane_view
 from recordkit.recorder.plan import Corner, WatermarkSpec
 from recordkit.recorder.watermark import (
@@ -20,6 +30,7 @@ from recordkit.recorder.watermark import (
     WatermarkError,
     decode_image,
     fetch_image,
+    image_demuxer,
     load_watermark,
     watermark_size,
 )
@@ -142,6 +153,109 @@ def test_applying_to_another_frame_size_is_refused() -> None:
         watermark.apply(black_frame(1280, 720))
 
 
+PNG = encode_image(solid(8, 8, (1, 2, 3)))
+JPEG = encode_image(solid(8, 8, (1, 2, 3)), "mjpeg")
+WEBP = encode_image(solid(8, 8, (1, 2, 3)), "webp")
+
+
+def gif() -> bytes:
+    frame = av.VideoFrame.from_ndarray(np.zeros((8, 8, 3), np.uint8), format="rgb24").reformat(format="rgb8")
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="gif") as container:
+        stream = container.add_stream("gif")
+        stream.width, stream.height, stream.pix_fmt = 8, 8, "rgb8"
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "demuxer"),
+    [
+        (PNG, "png_pipe"),
+        (JPEG, "jpeg_pipe"),
+        (WEBP, "webp_pipe"),
+        (gif(), None),
+        (b'<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>', None),
+        (b"<?xml version='1.0'?><svg/>", None),
+        (bytes(range(256)) * 4, None),
+        (b"RIFF\x24\x00\x00\x00WAVEfmt ", None),  # RIFF, but not WebP
+        (b"\x89PNG", None),  # a truncated signature
+        (b"", None),
+    ],
+)
+def test_the_demuxer_is_chosen_by_the_signature(data: bytes, demuxer: str | None) -> None:
+    if demuxer is None:
+        with pytest.raises(WatermarkError, match="not a PNG, JPEG or WebP image"):
+            image_demuxer(data)
+    else:
+        assert image_demuxer(data) == demuxer
+
+
+def mjpeg_in_avi() -> bytes:
+    """A one-frame MJPEG video in AVI: FFmpeg's probing opens it and finds a JPEG codec inside."""
+    frame = av.VideoFrame.from_ndarray(np.zeros((8, 8, 3), np.uint8), format="rgb24").reformat(format="yuvj420p")
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="avi") as container:
+        stream = container.add_stream("mjpeg", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 8, 8, "yuvj420p"
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
+def test_only_the_signature_s_format_is_decoded() -> None:
+    assert [decode_image(data).width for data in (PNG, JPEG, WEBP)] == [8, 8, 8]
+    for other in (gif(), mjpeg_in_avi()):
+        with pytest.raises(WatermarkError, match="not a PNG, JPEG or WebP image"):
+            decode_image(other)
+    with pytest.raises(WatermarkError):
+        decode_image(PNG[:8] + JPEG)  # a PNG signature is read as PNG, whatever follows
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims `width`×`height`, with four blank rows of picture data."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    rows = zlib.compress(b"\0" * (3 * width + 1) * 4)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(("width", "height"), [(5000, 5001), (16000, 16000), (65535, 65535)])
+def test_a_picture_over_25_megapixels_is_refused(width: int, height: int) -> None:
+    with pytest.raises(WatermarkError, match="larger than 25000000 pixels"):
+        decode_image(png_claiming(width, height))
+
+
+def test_a_picture_over_the_limit_is_refused_before_it_is_decoded() -> None:
+    """In a process of its own, whose peak memory would grow by the picture's 72 MB if it were decoded.
+
+    The peak is read from /proc (VmHWM): getrusage's would start at the size of the pytest process forking it.
+    """
+    code = r"""
+import re
+from pathlib import Path
+from recordkit.recorder.watermark import WatermarkError, decode_image
+from tests.recorder.test_watermark import png_claiming
+
+def peak_kb():
+    return int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())[1])
+
+claim = png_claiming(5000, 5001)
+before_kb = peak_kb()
+try:
+    decode_image(claim)
+except WatermarkError:
+    print((peak_kb() - before_kb) // 1024)
+"""
+    root = Path(__file__).parents[2]
+    grown_mb = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout
+    assert int(grown_mb) < 20
+
+
 def test_only_images_are_accepted() -> None:
     with pytest.raises(WatermarkError):
         decode_image(b"definitely not an image")
@@ -217,23 +331,42 @@ def image_server() -> Iterator[str]:
     server.server_close()
 
 
+LOOPBACK: tuple[Network, ...] = (ip_network("127.0.0.0/8"),)
+
+
 async def test_fetch_over_http_within_the_limits(image_server: str) -> None:
-    assert await fetch_image(f"{image_server}/logo.png") == _Handler.image
-    assert await fetch_image(f"{image_server}/hop/2") == _Handler.image  # three redirects: allowed
-    assert await fetch_image(f"{image_server}/hop/3") is None  # four: too many
-    assert await fetch_image(f"{image_server}/missing") is None
-    assert await fetch_image(f"{image_server}/big", max_bytes=1000) is None
-    assert await fetch_image(f"{image_server}/big-chunked", max_bytes=1000) is None
-    assert await fetch_image(f"{image_server}/big-chunked", max_bytes=5000) == b"x" * 2500
-    assert await fetch_image(f"{image_server}/slow", timeout_s=0.2) is None
+    async def get(path: str, **limits: Any) -> bytes | None:
+        return await fetch_image(f"{image_server}{path}", allowed=LOOPBACK, **limits)
+
+    assert await get("/logo.png") == _Handler.image
+    assert await get("/hop/2") == _Handler.image  # three redirects: allowed
+    assert await get("/hop/3") is None  # four: too many
+    assert await get("/missing") is None
+    assert await get("/big", max_bytes=1000) is None
+    assert await get("/big-chunked", max_bytes=1000) is None
+    assert await get("/big-chunked", max_bytes=5000) == b"x" * 2500
+    assert await get("/slow", timeout_s=0.2) is None
     assert await fetch_image("ftp://example.com/logo.png") is None
+
+
+async def test_refused_fetches_are_logged_without_the_query(
+    image_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="recordkit.recorder.watermark")
+    assert await fetch_image(f"{image_server}/logo.png?signature=hunter2") is None
+    assert await fetch_image(f"{image_server}/missing?signature=hunter2", allowed=LOOPBACK) is None
+    refused, missing = (record.getMessage() for record in caplog.records)
+    assert refused.startswith(f"watermark {image_server}/logo.png not fetched") and "(loopback)" in refused
+    assert missing.startswith(f"watermark {image_server}/missing not fetched") and "404" in missing
+    assert "hunter2" not in caplog.text
 
 
 async def test_load_watermark_or_go_on_without_it(image_server: str) -> None:
     def at(url: str) -> WatermarkSpec:
         return WatermarkSpec(url, None, None, Corner.RIGHT_TOP)
 
-    loaded = await load_watermark(at(f"{image_server}/logo.png"), 1280, 720)
+    loaded = await load_watermark(at(f"{image_server}/logo.png"), 1280, 720, LOOPBACK)
     assert loaded is not None and loaded.rect == Rect(1260, 0, 20, 10)
-    assert await load_watermark(at(f"{image_server}/missing"), 1280, 720) is None
+    assert await load_watermark(at(f"{image_server}/logo.png"), 1280, 720) is None  # loopback, not allowed
+    assert await load_watermark(at(f"{image_server}/missing"), 1280, 720, LOOPBACK) is None
     assert await load_watermark(at("data:,not-an-image"), 1280, 720) is None

@@ -12,7 +12,7 @@ import dataclasses
 import fractions
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,10 +56,14 @@ class ThreadServer:
 
 
 @contextlib.contextmanager
-def serve_in_thread(data_dir: Path, media: MediaSettings | None = None) -> Iterator[ThreadServer]:
-    """Migrate a SQLite database in `data_dir`, serve recordkit on a free port, stop it afterwards."""
+def serve_in_thread(
+    data_dir: Path, media: MediaSettings | None = None, environ: Mapping[str, str] | None = None
+) -> Iterator[ThreadServer]:
+    """Migrate a SQLite database in `data_dir`, serve recordkit on a free port, stop it afterwards; `environ`
+    adds RECORDKIT_* settings."""
     port = free_port()
-    settings, _ = build_settings(data_dir, None, f"http://127.0.0.1:{port}", environ=CREDENTIALS_ENV)
+    env = {**CREDENTIALS_ENV, **(environ or {})}
+    settings, _ = build_settings(data_dir, None, f"http://127.0.0.1:{port}", environ=env)
     if media is not None:
         settings = dataclasses.replace(settings, media=media)
     upgrade(settings.database_url)

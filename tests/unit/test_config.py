@@ -1,10 +1,11 @@
 """Operator settings: credentials generated once per data dir, kept private, overridden by the environment;
-database URLs; retention."""
+database URLs; retention; the networks fetches may reach."""
 
 from __future__ import annotations
 
 import json
 from datetime import timedelta
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,13 @@ def test_retention_sets_how_long_files_and_links_last(tmp_path: Path) -> None:
     for bad in ("0", "-1", "forever", "nan", "inf"):
         with pytest.raises(ValueError, match="RECORDKIT_RETENTION_DAYS"):
             build_settings(tmp_path, environ={"RECORDKIT_RETENTION_DAYS": bad})
+
+
+def test_fetch_allow_is_a_list_of_networks(tmp_path: Path) -> None:
+    assert build_settings(tmp_path, environ={})[0].fetch_allow == ()
+    text = " 127.0.0.0/8, 10.1.2.3 ,fd00::/8,"
+    settings, _ = build_settings(tmp_path, environ={"RECORDKIT_FETCH_ALLOW": text})
+    assert settings.fetch_allow == (ip_network("127.0.0.0/8"), ip_network("10.1.2.3/32"), ip_network("fd00::/8"))
+    for bad, why in (("10.0.0.1/8", "host bits set"), ("10.0.0.0/33", "10.0.0.0/33"), ("intranet", "intranet")):
+        with pytest.raises(ValueError, match=f"RECORDKIT_FETCH_ALLOW must be comma-separated CIDRs.*{why}"):
+            build_settings(tmp_path, environ={"RECORDKIT_FETCH_ALLOW": f"127.0.0.0/8,{bad}"})
