@@ -39,6 +39,8 @@ class MediaSettings:
     join_timeout_s: float = 30.0
     silence_timeout_s: float = 15.0
     max_peers: int = 64
+    # Connections one participant may hold at once (tabs, devices): one token cannot take the whole server.
+    max_peers_per_participant: int = 3
 
 
 @dataclass(frozen=True)
@@ -213,4 +215,7 @@ def media_settings(environ: Mapping[str, str]) -> MediaSettings:
         join_timeout_s=float(environ.get("RECORDKIT_MEDIA_JOIN_TIMEOUT_S", defaults.join_timeout_s)),
         silence_timeout_s=float(environ.get("RECORDKIT_MEDIA_SILENCE_TIMEOUT_S", defaults.silence_timeout_s)),
         max_peers=int(environ.get("RECORDKIT_MEDIA_MAX_PEERS", defaults.max_peers)),
+        max_peers_per_participant=int(
+            environ.get("RECORDKIT_MEDIA_MAX_PEERS_PER_PARTICIPANT", defaults.max_peers_per_participant)
+        ),
     )

@@ -3,7 +3,8 @@
 Served at the host root, not under the account prefixes, and only for participant tokens (given as
 `Authorization: Bearer` or `?authToken=`). Checks run in the order of recordings.md §2.3: token (401),
 API token (403), meeting unknown in the token's app (404), body (400, the SDP included), token of
-another meeting (403), then state: meeting INACTIVE (409), server at capacity (503).
+another meeting (403), then state: meeting INACTIVE (409), the participant's connections at their limit
+(409), server at capacity (503).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from recordkit.clock import to_wire
 from recordkit.db.models import Meeting, Participant, Preset
 from recordkit.meetings.media.offer import KINDS, OfferRejected, read_offer
 from recordkit.meetings.media.peer import Slot
-from recordkit.meetings.media.plane import AtCapacity, MediaPlane
+from recordkit.meetings.media.plane import AtCapacity, MediaPlane, TooManyConnections
 from recordkit.meetings.service import MeetingInactive
 from recordkit.schema import Field, Obj, Str
 
@@ -56,6 +57,8 @@ async def post_offer(request: Request, meeting_id: str) -> Response:
         peer_id, answer = await _media(request).join(meeting.id, participant, offer)
     except AtCapacity:
         raise errors.ApiError(503, "Server is at capacity, try again later") from None
+    except TooManyConnections as exc:
+        raise errors.conflict(str(exc)) from None
     except OfferRejected as exc:
         raise errors.bad_request(f'"sdp" {exc.detail}') from None
     return ok({"peer_id": peer_id, "type": "answer", "sdp": answer})

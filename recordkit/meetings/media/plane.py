@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,6 +41,13 @@ class AtCapacity(Exception):
     """No room for another peer (peer limit reached, or no free media port)."""
 
 
+class TooManyConnections(Exception):
+    """The participant already holds as many connections as one participant may."""
+
+    def __init__(self, participant_id: str, limit: int) -> None:
+        super().__init__(f"Participant {participant_id} already has {limit} connections")
+
+
 @dataclass(frozen=True)
 class _Left:
     meeting_id: str
@@ -64,8 +71,9 @@ class MediaPlane:
         self._session_events = session_events
         self._left: OrderedDict[str, _Left] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
-        # Peers between the capacity check and their room: their slots are taken before anything is awaited.
-        self._joining = 0
+        # Peers between the capacity check and their room, by participant: their slots are taken before
+        # anything is awaited.
+        self._joining: Counter[str] = Counter()
 
     @property
     def peer_count(self) -> int:
@@ -81,15 +89,25 @@ class MediaPlane:
     async def join(self, meeting_id: str, participant: Participant, offer: Offer) -> tuple[str, str]:
         """Answer a participant's checked offer; returns the new peer's id and the SDP answer.
 
-        Raises AtCapacity (503) or OfferRejected (400) when aiortc cannot apply the offer after all.
+        Raises AtCapacity (503), TooManyConnections (409), or OfferRejected (400) when aiortc cannot apply
+        the offer after all.
         """
-        if self.peer_count + self._joining >= self.settings.max_peers:
-            raise AtCapacity(f"{self.peer_count} peers connected, {self._joining} joining")
-        self._joining += 1
+        room = self.rooms.get(meeting_id)
+        connected = room.peers.values() if room is not None else ()
+        own = sum(peer.participant.participant_id == participant.id for peer in connected)
+        held = own + self._joining[participant.id]
+        if held >= self.settings.max_peers_per_participant:
+            raise TooManyConnections(participant.id, self.settings.max_peers_per_participant)
+        joining = self._joining.total()
+        if self.peer_count + joining >= self.settings.max_peers:
+            raise AtCapacity(f"{self.peer_count} peers connected, {joining} joining")
+        self._joining[participant.id] += 1
         try:
             return await self._answer(meeting_id, participant, offer)
         finally:
-            self._joining -= 1
+            self._joining[participant.id] -= 1
+            if not self._joining[participant.id]:
+                del self._joining[participant.id]
 
     async def _answer(self, meeting_id: str, participant: Participant, offer: Offer) -> tuple[str, str]:
         info = ParticipantInfo(
