@@ -33,8 +33,13 @@ from recordkit.meetings.media.timing import SenderClock, TrackClock
 
 log = logging.getLogger(__name__)
 
-# Several subscribers attaching at once must not each cost the publisher a keyframe.
-KEYFRAME_REQUEST_INTERVAL_S = 0.3
+# A keyframe request is repeated at this interval until a keyframe arrives, because a publisher may
+# ignore one: libwebrtc (Chrome) drops a request that comes within 300 ms of the last one it accepted
+# (`kMinKeyframeSendIntervalMs`, video/encoder_rtcp_feedback.cc), and accepts — starting that window —
+# a request that arrives before its encoder is set up, which then makes no keyframe. Just above 300 ms,
+# so a repeat is never inside the window of the request before it; several subscribers attaching at
+# once share the requests instead of each costing the publisher a keyframe.
+KEYFRAME_REQUEST_INTERVAL_S = 0.35
 
 # The loop keeps only weak references to tasks: hold the fire-and-forget RTCP sends until they finish.
 _background: set[asyncio.Task[None]] = set()
@@ -112,7 +117,9 @@ class ReceivedTrack:
         self._media_ssrc = media_ssrc
         self._sinks: list[FrameSink] = []
         self._last_keyframe_request = -KEYFRAME_REQUEST_INTERVAL_S
-        self._keyframe_request_pending = False
+        self._keyframe_wanted = False
+        self._keyframe_timer: asyncio.TimerHandle | None = None
+        self.keyframe_requests_sent = 0
         self._ended_callbacks: list[Callable[[], None]] = []
         _tap(receiver, self)
 
@@ -137,28 +144,39 @@ class ReceivedTrack:
         self._ended_callbacks.append(callback)
 
     def request_keyframe(self) -> None:
-        """Ask the sender for a keyframe (RTCP PLI). Requests closer together than
-        `KEYFRAME_REQUEST_INTERVAL_S` are merged into one sent when the interval is over, so every
-        request is followed by a PLI sent no earlier than the request."""
-        if self.kind != "video" or self.ended or self._keyframe_request_pending:
+        """Ask the sender for a keyframe (RTCP PLI), and again every `KEYFRAME_REQUEST_INTERVAL_S` until
+        one arrives. Requests made while one is outstanding are merged into it; the first PLI goes out
+        at once unless the last one left less than the interval ago."""
+        if self.kind != "video" or self.ended:
             return
-        wait_s = self._last_keyframe_request + KEYFRAME_REQUEST_INTERVAL_S - time.monotonic()
-        if wait_s <= 0:
-            self._send_keyframe_request()
-        else:
-            self._keyframe_request_pending = True
-            asyncio.get_running_loop().call_later(wait_s, self._send_keyframe_request)
+        self._keyframe_wanted = True
+        if self._keyframe_timer is None:
+            wait_s = max(0.0, self._last_keyframe_request + KEYFRAME_REQUEST_INTERVAL_S - time.monotonic())
+            self._keyframe_timer = asyncio.get_running_loop().call_later(wait_s, self._send_keyframe_request)
 
     def _send_keyframe_request(self) -> None:
-        self._keyframe_request_pending = False
+        self._keyframe_timer = None
+        if not self._keyframe_wanted or self.ended:
+            return
+        # Before the sender's first packet its SSRC may be unknown; the repeat finds it once media flows.
         ssrc = self._media_ssrc or self._seen_ssrc()
-        if ssrc is None or self.ended:
-            return  # nothing received yet: the first frame a sender sends is a keyframe anyway
-        self._last_keyframe_request = time.monotonic()
-        # `_send_rtcp_pli` is what aiortc itself calls on picture loss; it only sends once RTCP is set up.
-        task = asyncio.get_running_loop().create_task(self._receiver._send_rtcp_pli(ssrc))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        if ssrc is not None:
+            self._last_keyframe_request = time.monotonic()
+            self.keyframe_requests_sent += 1
+            # `_send_rtcp_pli` is what aiortc itself calls on picture loss; it only sends once RTCP is set
+            # up (a request before that is lost, and repeated).
+            task = asyncio.get_running_loop().create_task(self._receiver._send_rtcp_pli(ssrc))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+        self._keyframe_timer = asyncio.get_running_loop().call_later(
+            KEYFRAME_REQUEST_INTERVAL_S, self._send_keyframe_request
+        )
+
+    def _stop_keyframe_requests(self) -> None:
+        self._keyframe_wanted = False
+        if self._keyframe_timer is not None:
+            self._keyframe_timer.cancel()
+            self._keyframe_timer = None
 
     def _seen_ssrc(self) -> int | None:
         sources = sorted(self._receiver.getSynchronizationSources(), key=lambda source: source.timestamp)
@@ -181,6 +199,9 @@ class ReceivedTrack:
             keyframe=is_keyframe(codec.mimeType, jitter_frame.data),
             wall_time_s=self.clock.wall_time_s(jitter_frame.timestamp, arrival_s),
         )
+        if frame.keyframe and self._keyframe_wanted:
+            # Every sink that asked is attached now and gets this frame: the request is answered.
+            self._stop_keyframe_requests()
         for sink in list(self._sinks):
             sink.put(frame)
 
@@ -197,6 +218,7 @@ class ReceivedTrack:
         if self.ended:
             return
         self.ended = True
+        self._stop_keyframe_requests()
         sinks, self._sinks = self._sinks, []
         for sink in sinks:
             sink.end()

@@ -1,14 +1,19 @@
 """The slot track a subscriber's section sends: packets as published, one unbroken timeline, and video
-that starts on a keyframe."""
+that starts on a keyframe — asked of the publisher until one comes."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from fractions import Fraction
 
 import av
 
+from recordkit.bot.client import join
 from recordkit.meetings.media.forwarding import SlotTrack
 from recordkit.meetings.media.receiving import EncodedFrame, FrameSink, is_keyframe
+from tests.support.media import PacketLoopTrack, Setup, ThreadServer, encode_vp8, honour_keyframe_requests
 
 VIDEO = Fraction(1, 90_000)
 
@@ -68,3 +73,60 @@ def test_keyframes_are_told_apart_per_codec() -> None:
     assert is_keyframe("video/H264", b"\x00\x00\x00\x01\x67\x42\x00\x00\x00\x01\x65")
     assert not is_keyframe("video/H264", b"\x00\x00\x00\x01\x41\x9a")
     assert is_keyframe("audio/opus", b"\xff")
+
+
+class LibwebrtcKeyframes(PacketLoopTrack):
+    """A publisher that answers keyframe requests the way libwebrtc (Chrome) does as a call starts: it
+    drops a request within 300 ms of the last one it took, and the first one it takes makes no keyframe
+    (its encoder was not set up yet). Its loop holds one keyframe, so pictures come only on request."""
+
+    def __init__(self) -> None:
+        super().__init__("video", encode_vp8(frames=300, gop=300))
+        self.requests_taken = 0
+        self._taken_at_s = -1.0
+
+    def request_keyframe(self) -> None:
+        now_s = time.monotonic()
+        if now_s - self._taken_at_s < 0.3:
+            return
+        self._taken_at_s = now_s
+        self.requests_taken += 1
+        if self.requests_taken > 1:
+            super().request_keyframe()
+
+
+class FirstFrame:
+    """A sink that notes when a frame arrives (without asking for keyframes, as a reader would)."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def put(self, frame: EncodedFrame) -> None:
+        self.event.set()
+
+    def end(self) -> None:
+        pass
+
+
+async def test_a_late_joiner_gets_a_picture_within_a_second_though_the_first_request_is_ignored(
+    served: ThreadServer, setup: Setup
+) -> None:
+    app_id, meeting_id = setup.meeting()
+    ada, bob = setup.participant(app_id, meeting_id, "Ada"), setup.participant(app_id, meeting_id, "Bob")
+    camera = LibwebrtcKeyframes()
+
+    async with join(served.base_url, meeting_id, ada["token"], video=camera) as publisher:
+        honour_keyframe_requests(publisher.pc)
+        await asyncio.sleep(1)  # Ada's one unrequested keyframe went by with nobody to forward it to
+        async with join(served.base_url, meeting_id, bob["token"], receive_video=1) as viewer:
+            joined_s = time.time()
+            (remote,) = viewer.remote_tracks
+            arrived = FirstFrame()
+            remote.track.add_sink(arrived)
+            if remote.track.first_frame_s is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(arrived.event.wait(), 5)
+
+    assert remote.track.first_frame_s is not None, f"no picture; Ada took {camera.requests_taken} request(s)"
+    assert remote.track.first_frame_s - joined_s < 1.0
+    assert camera.requests_taken >= 2
