@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from recordkit.config import Settings, build_settings
+from recordkit.config import Settings, UnsafeDataDir, build_settings
+
+# Everything recordkit writes under its data dir — the SQLite file and its -wal/-shm, the spool, the bucket,
+# the keys — is created through this process (PyAV and SQLite included), so one process-wide umask makes every
+# new directory 0700 and every new file 0600 without each writer having to remember.
+PRIVATE_UMASK = 0o077
 
 
 def main(argv: list[str] | None = None) -> None:
+    os.umask(PRIVATE_UMASK)
     parser = argparse.ArgumentParser(prog="recordkit", description="Self-hosted RealtimeKit recordings.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -43,6 +50,13 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--exit", action="store_true", help="stop the service when done instead of serving on")
 
     args = parser.parse_args(argv)
+    try:
+        _run(args)
+    except UnsafeDataDir as error:
+        raise SystemExit(f"recordkit: {error}") from error
+
+
+def _run(args: argparse.Namespace) -> None:
     if args.command == "serve":
         _serve(args)
     elif args.command == "demo":

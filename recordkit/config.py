@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import secrets
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
 CREDENTIALS_FILE = "credentials.json"
+# The data dir holds the database, the recordings and the keys: nobody but recordkit's own user may look in.
+PRIVATE_DIR_MODE = 0o700
+
+
+class UnsafeDataDir(Exception):
+    """The data dir, or a secret in it, is not one recordkit can keep private; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,28 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+def ensure_private_dir(path: Path) -> None:
+    """Create the data dir with mode 0700, or narrow an existing one to 0700.
+
+    An existing dir opened to others (made by hand, or a volume mounted 0755) is narrowed rather than refused:
+    closing the top dir keeps every file under it out of reach whatever its own mode, without walking a bucket
+    that may hold thousands of files. One recordkit's user cannot narrow is refused: it would leave recordings
+    and keys readable.
+    """
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if not mode & ~PRIVATE_DIR_MODE:
+        return
+    try:
+        path.chmod(PRIVATE_DIR_MODE)
+    except PermissionError as error:
+        raise UnsafeDataDir(
+            f"the data dir {path} is open to other users (mode {mode:04o}) and recordkit cannot change that: "
+            f"run `chmod 700 {path}` as its owner, or choose another --data-dir"
+        ) from error
+    log.warning("the data dir %s was open to other users (mode %04o); it is 0700 now", path, mode)
+
+
 def load_credentials(data_dir: Path, environ: dict[str, str] | None = None) -> tuple[Credentials, bool]:
     """Read the data dir's credentials, creating them on first use; the environment overrides.
 
@@ -109,22 +142,22 @@ def load_credentials(data_dir: Path, environ: dict[str, str] | None = None) -> t
     """
     env = os.environ if environ is None else environ
     path = data_dir / CREDENTIALS_FILE
-    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    generated = not {"api_token", "account_id"} <= stored.keys()
-    defaults = {
-        "api_token": "rk_" + secrets.token_urlsafe(32),
-        "account_id": secrets.token_hex(16),
-        "signing_key": secrets.token_hex(32),
-        "participant_token_key": secrets.token_hex(32),
-        "storage_key": secrets.token_urlsafe(32),
-    }
-    merged = {name: stored.get(name) or value for name, value in defaults.items()}
+    stored = _read_credentials(path)
+    created = False
+    if stored is None:
+        ensure_private_dir(data_dir)
+        stored = _new_credentials()
+        try:
+            _publish(path, stored, replace=False)
+            created = True
+        except FileExistsError:
+            # Another process starting on the same data dir created them first: everyone uses its keys.
+            stored = _read_credentials(path) or {}
+    generated = created or not {"api_token", "account_id"} <= stored.keys()
+    merged = {name: stored.get(name) or value for name, value in _new_credentials().items()}
     if merged != stored:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(merged, indent=2))
-        tmp.chmod(0o600)
-        tmp.replace(path)
+        # Written by an older recordkit that had fewer keys: add the missing ones, keep the rest.
+        _publish(path, merged, replace=True)
     overrides = {
         "api_token": env.get("RECORDKIT_API_TOKEN"),
         "account_id": env.get("RECORDKIT_ACCOUNT_ID"),
@@ -132,6 +165,62 @@ def load_credentials(data_dir: Path, environ: dict[str, str] | None = None) -> t
     merged.update({name: value for name, value in overrides.items() if value})
     generated = generated and not any(overrides.values())
     return Credentials(**merged), generated
+
+
+def _new_credentials() -> dict[str, str]:
+    return {
+        "api_token": "rk_" + secrets.token_urlsafe(32),
+        "account_id": secrets.token_hex(16),
+        "signing_key": secrets.token_hex(32),
+        "participant_token_key": secrets.token_hex(32),
+        "storage_key": secrets.token_urlsafe(32),
+    }
+
+
+def _read_credentials(path: Path) -> dict[str, str] | None:
+    """The stored credentials, or None when there are none yet. A symlink is refused, not followed: one planted
+    there would make recordkit sign links and tokens with keys someone else chose."""
+    try:
+        # O_NONBLOCK: a FIFO planted there is refused below instead of hanging the start.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise UnsafeDataDir(_not_a_plain_file(path, "a symbolic link")) from error
+        raise
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise UnsafeDataDir(_not_a_plain_file(path, "not a regular file"))
+        stored: dict[str, str] = json.loads(file.read())
+    return stored
+
+
+def _not_a_plain_file(path: Path, what: str) -> str:
+    return f"{path} is {what}; recordkit keeps its keys only in a plain file it wrote itself: remove it and restart"
+
+
+def _publish(path: Path, credentials: dict[str, str], *, replace: bool) -> None:
+    """Write the credentials to `path`, readable by this user only from their first byte.
+
+    They go to a new file beside it, created with O_EXCL|O_NOFOLLOW and mode 0600 (so no planted file or
+    symlink is written through), and only the complete file takes the name: `link` when creating, which fails
+    with FileExistsError if anything is there already; `replace` when adding keys to the file we just read.
+    """
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(8)}.part")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    fd = os.open(partial, flags, 0o600)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(json.dumps(credentials, indent=2))
+            file.flush()
+            os.fsync(file.fileno())
+        if replace:
+            os.replace(partial, path)
+        else:
+            os.link(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def build_settings(
@@ -143,7 +232,7 @@ def build_settings(
     """Settings for a process rooted at `data_dir`; see `load_credentials` for the flag returned."""
     env = os.environ if environ is None else environ
     data_dir = data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(data_dir)
     credentials, generated = load_credentials(data_dir, env)
     url = database_url or env.get("RECORDKIT_DATABASE_URL") or sqlite_url(data_dir)
     settings = Settings(

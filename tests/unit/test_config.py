@@ -1,16 +1,22 @@
-"""Operator settings: credentials generated once per data dir, kept private, overridden by the environment;
-database URLs; retention; the networks fetches may reach."""
+"""Operator settings: a private data dir; credentials generated once per data dir, kept private, never written
+or read through a planted link, overridden by the environment; database URLs; retention; the networks fetches
+may reach."""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import subprocess
+import sys
+import time
 from datetime import timedelta
 from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
 
-from recordkit.config import build_settings, load_credentials, normalise_database_url
+from recordkit.config import UnsafeDataDir, build_settings, load_credentials, normalise_database_url
 
 
 def test_credentials_are_generated_once_and_kept(tmp_path: Path) -> None:
@@ -22,6 +28,82 @@ def test_credentials_are_generated_once_and_kept(tmp_path: Path) -> None:
     stored = tmp_path / "credentials.json"
     assert stored.stat().st_mode & 0o777 == 0o600
     assert json.loads(stored.read_text())["api_token"] == first.api_token
+
+
+def test_the_data_dir_is_created_private_and_an_open_one_is_closed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fresh = tmp_path / "new" / "data"
+    build_settings(fresh, environ={})
+    assert fresh.stat().st_mode & 0o777 == 0o700
+
+    opened = tmp_path / "opened"
+    opened.mkdir()
+    opened.chmod(0o755)
+    with caplog.at_level(logging.WARNING, logger="recordkit.config"):
+        build_settings(opened, environ={})
+    assert opened.stat().st_mode & 0o777 == 0o700
+    assert f"the data dir {opened} was open to other users (mode 0755); it is 0700 now" in caplog.text
+
+
+@pytest.mark.parametrize("target", ["planted.json", "missing.json"])
+def test_credentials_are_never_read_or_written_through_a_symlink(tmp_path: Path, target: str) -> None:
+    # A link to keys someone else chose (or to where they would like ours written) is refused, not followed.
+    planted = tmp_path / target
+    if target == "planted.json":
+        planted.write_text(json.dumps({"api_token": "rk_chosen", "signing_key": "chosen"}))
+    (tmp_path / "credentials.json").symlink_to(planted)
+
+    with pytest.raises(UnsafeDataDir, match=r"credentials\.json is a symbolic link; .* remove it"):
+        load_credentials(tmp_path, {})
+
+    assert (tmp_path / "credentials.json").is_symlink()
+    assert planted.exists() == (target == "planted.json"), "nothing is created at the link's target"
+    assert {path.name for path in tmp_path.iterdir()} <= {"credentials.json", "planted.json"}, "nor anything else"
+
+
+def test_credentials_that_are_not_a_plain_file_are_refused(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "credentials.json")  # would block a plain open() forever
+    with pytest.raises(UnsafeDataDir, match=r"credentials\.json is not a regular file"):
+        load_credentials(tmp_path, {})
+
+
+def test_credentials_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    # In a child with umask 000, as if recordkit were embedded in a process that never set one.
+    code = "import os, sys; from pathlib import Path; from recordkit.config import load_credentials; os.umask(0); "
+    code += "load_credentials(Path(sys.argv[1]), {})"
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
+    assert [path.name for path in tmp_path.iterdir()] == ["credentials.json"], "no partial file is left behind"
+    assert (tmp_path / "credentials.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_processes_starting_together_share_one_set_of_credentials(tmp_path: Path) -> None:
+    # Each child waits for the same instant once its imports are done, so the creations really overlap.
+    code = "import sys, time; from pathlib import Path; from recordkit.config import load_credentials; "
+    code += "time.sleep(max(0, float(sys.argv[2]) - time.time())); "
+    code += "print(load_credentials(Path(sys.argv[1]), {})[0].signing_key)"
+    at = str(time.time() + 2)
+    starters = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path), at], stdout=subprocess.PIPE, text=True)
+        for _ in range(12)
+    ]
+    keys = {starter.communicate()[0].strip() for starter in starters}
+    assert all(starter.returncode == 0 for starter in starters)
+    assert keys == {json.loads((tmp_path / "credentials.json").read_text())["signing_key"]}
+
+
+def test_credentials_of_an_older_version_get_the_missing_keys_and_keep_theirs(tmp_path: Path) -> None:
+    older = {"api_token": "rk_old", "account_id": "b" * 32, "signing_key": "s" * 64}
+    (tmp_path / "credentials.json").write_text(json.dumps(older))
+
+    credentials, generated = load_credentials(tmp_path, {})
+
+    assert not generated
+    assert (credentials.api_token, credentials.signing_key) == ("rk_old", "s" * 64)
+    stored = json.loads((tmp_path / "credentials.json").read_text())
+    assert stored == {**older, "participant_token_key": credentials.participant_token_key,
+                      "storage_key": credentials.storage_key}  # fmt: skip
+    assert (tmp_path / "credentials.json").stat().st_mode & 0o777 == 0o600
 
 
 def test_environment_sets_token_and_account(tmp_path: Path) -> None:
