@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recordkit import __version__
 from recordkit.api import (
+    access_log,
     apps,
     docs,
     errors,
@@ -211,6 +212,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         redirect_slashes=False,
     )
     app.state.services = services
+    access_log.install()
     for routes in (recordings, apps, presets, meetings, participants, sessions, webhooks):
         mount(app, routes.router)
     join_page.install(app)
