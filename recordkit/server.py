@@ -8,6 +8,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+import recordkit.compat  # noqa: F401  (DrainingServer overrides uvicorn internals: refuse other versions)
 from recordkit.clock import utcnow
 
 
