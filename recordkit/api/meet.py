@@ -1,4 +1,5 @@
-"""Routes: joining a meeting's media (meetings.md §8) — signalling and the slots a page labels tiles by.
+"""Routes: joining a meeting's media (meetings.md §8) — signalling and the slots a page labels tiles by,
+asked for (GET .../slots) or pushed as they change (GET .../slots/events, server-sent events).
 
 Served at the host root, not under the account prefixes, and only for participant tokens (given as
 `Authorization: Bearer` or `?authToken=`). Checks run in the order of recordings.md §2.3: token (401),
@@ -9,9 +10,13 @@ another meeting (403), then state: meeting INACTIVE (409), the participant's con
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
 from fastapi import APIRouter
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from recordkit.api import errors
 from recordkit.api.auth import authorize_participant
@@ -35,6 +40,13 @@ OFFER_BODY = Obj(
     )
 )
 LEAVE_BODY = Obj((Field("peer_id", Str(format="uuid"), required=True),))
+
+# The slot stream wakes this often with nothing to say, to end itself once the server is shutting down:
+# uvicorn waits for open responses before it drains, so a stream that never ended would hold that up.
+SLOT_EVENTS_WAKE_S = 1.0
+# A comment line this often keeps idle connections from being cut by proxies on the way.
+SLOT_EVENTS_KEEPALIVE_S = 15.0
+SLOT_EVENTS_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
 @router.post(
@@ -87,6 +99,39 @@ async def get_slots(request: Request, meeting_id: str, peer_id: str) -> Response
     participant, meeting = await _caller(request, meeting_id)
     slots = _media(request).slots(meeting.id, participant.id, peer_id.lower())
     return ok({"peer_id": peer_id.lower(), "slots": [slot_json(slot) for slot in slots]})
+
+
+@router.get(
+    "/meet/{meeting_id}/peers/{peer_id}/slots/events",
+    summary="Who is on each receive section of a peer, pushed as it changes (server-sent events)",
+    openapi_extra=described(errors=(401, 403, 404)),
+    response_class=StreamingResponse,
+)
+async def get_slot_events(request: Request, meeting_id: str, peer_id: str) -> Response:
+    """`text/event-stream`: an `event: slots` whose data is what GET `.../slots` answers, first at once and
+    then whenever a participant arrives on or leaves one of the peer's slots. The stream ends when the
+    peer closes (asking again then answers 404) or the server shuts down."""
+    participant, meeting = await _caller(request, meeting_id)
+    peer = _media(request).peer(meeting.id, participant.id, peer_id.lower())
+    services = request.app.state.services
+
+    async def events() -> AsyncIterator[str]:
+        sent = None
+        idle_s = 0.0
+        while not peer.closing and services.shutdown_requested_at is None:
+            data = json.dumps({"peer_id": peer.id, "slots": [slot_json(slot) for slot in peer.slots]})
+            if data != sent:
+                yield f"event: slots\ndata: {data}\n\n"
+                sent, idle_s = data, 0.0
+            elif idle_s >= SLOT_EVENTS_KEEPALIVE_S:
+                yield ": keep-alive\n\n"
+                idle_s = 0.0
+            try:
+                await asyncio.wait_for(peer.next_slot_change(), SLOT_EVENTS_WAKE_S)
+            except TimeoutError:
+                idle_s += SLOT_EVENTS_WAKE_S
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=SLOT_EVENTS_HEADERS)
 
 
 def slot_json(slot: Slot) -> dict[str, str | None]:

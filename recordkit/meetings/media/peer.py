@@ -66,10 +66,29 @@ class Peer:
     closing: bool = False
     # Serialises the session writes of joining and leaving, which may race.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _slot_watchers: set[asyncio.Future[None]] = field(default_factory=set)
 
     @property
     def id(self) -> str:
         return self.participant.peer_id
+
+    def slots_changed(self) -> None:
+        """A slot changed hands, or the peer is closing: wake whoever waits in `next_slot_change`."""
+        for waiter in self._slot_watchers:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._slot_watchers.clear()
+
+    async def next_slot_change(self) -> None:
+        """Return when a slot next changes hands or the peer closes (at once if it is closing)."""
+        if self.closing:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._slot_watchers.add(waiter)
+        try:
+            await waiter
+        finally:
+            self._slot_watchers.discard(waiter)
 
     async def answer(self, offer: Offer, ice: IcePolicy) -> str:
         """Apply `offer` and return the complete SDP answer (all candidates gathered)."""
@@ -112,6 +131,7 @@ class Peer:
         for slot in self.slots:
             slot.publication = None
             slot.track.stop()
+        self.slots_changed()
         try:
             await self.pc.close()
         except Exception:  # a half-built connection may fail to close; it is gone either way

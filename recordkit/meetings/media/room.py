@@ -123,8 +123,10 @@ class Room:
                     slot.track.detach()
                     slot.publication = None
                     freed = True
-            if freed and other.joined:
-                self._fill(other)
+            if freed:
+                if other.joined:
+                    self._fill(other)
+                other.slots_changed()
 
     def _fill(self, peer: Peer) -> None:
         """Give each empty slot of the peer the earliest published track it may carry."""
@@ -143,6 +145,7 @@ class Room:
                     slot.publication = publication
                     slot.track.attach(publication.track)
                     shown.add(publication)
+                    peer.slots_changed()
                     break
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:

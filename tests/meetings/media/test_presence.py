@@ -4,7 +4,9 @@ API, kick-all, and the peers that never connect or go silent."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -65,6 +67,68 @@ async def test_joins_and_leaves_are_recorded_and_the_last_leave_ends_the_session
             headers={"Authorization": f"Bearer {bob['token']}"},
         )
     assert again.status_code == 200 and again.json()["data"] == {"peer_id": b.peer_id, "left_at": bob_left_at}
+
+
+class SlotEvents:
+    """A peer's slot stream (GET .../slots/events) read as it arrives: each `event: slots`, parsed."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self._lines = response.aiter_lines()
+
+    async def next(self, timeout_s: float = 10.0) -> dict[str, Any] | None:
+        """The next slots event, or None when the stream ended."""
+
+        async def read() -> dict[str, Any] | None:
+            event = None
+            async for line in self._lines:
+                if line.startswith("event:"):
+                    event = line.partition(":")[2].strip()
+                elif line.startswith("data:") and event == "slots":
+                    data: dict[str, Any] = json.loads(line.partition(":")[2])
+                    return data
+            return None
+
+        return await asyncio.wait_for(read(), timeout_s)
+
+
+def on_slots(event: dict[str, Any] | None, kind: str) -> list[str | None]:
+    assert event is not None, "the stream ended"
+    return [slot["participant_id"] for slot in event["slots"] if slot["kind"] == kind]
+
+
+async def test_a_peer_is_told_who_arrives_on_and_leaves_its_slots_as_it_happens(
+    served: ThreadServer, setup: Setup
+) -> None:
+    app_id, meeting_id = setup.meeting()
+    ada, bob = setup.participant(app_id, meeting_id, "Ada"), setup.participant(app_id, meeting_id, "Bob")
+    headers = {"Authorization": f"Bearer {ada['token']}"}
+
+    async with (
+        join(served.base_url, meeting_id, ada["token"], receive_audio=1, receive_video=1) as a,
+        httpx.AsyncClient(base_url=served.base_url, headers=headers, timeout=None) as http,
+    ):
+        path = f"/meet/{meeting_id}/peers/{a.peer_id}/slots/events"
+        async with http.stream("GET", path) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            events = SlotEvents(response)
+            first = await events.next()
+            assert on_slots(first, "audio") == [None] and on_slots(first, "video") == [None]
+
+            async with join(served.base_url, meeting_id, bob["token"], audio=ToneTrack(), video=CounterVideoTrack()):
+                arrived = await events.next()
+                while on_slots(arrived, "video") != [bob["id"]] or on_slots(arrived, "audio") != [bob["id"]]:
+                    arrived = await events.next()
+            left = await events.next()
+            while on_slots(left, "video") != [None] or on_slots(left, "audio") != [None]:
+                left = await events.next()
+
+            await a.leave()
+            while await events.next() is not None:
+                pass  # the stream ends once the peer is gone
+
+        assert (await http.get(path)).status_code == 404
 
 
 async def test_removing_a_participant_disconnects_them_at_once(served: ThreadServer, setup: Setup) -> None:

@@ -1,11 +1,11 @@
 // recordkit join page (meetings.md §8): one RTCPeerConnection, one offer, no trickle ICE, no renegotiation.
 //
 // The server gives each receive section (`recvonly` or `sendrecv`) one other participant's track of its
-// kind, in join order, so we offer a fixed number of them up front and ask the server (slots endpoint)
-// who is on which section to label the tiles.
+// kind, in join order, so we offer a fixed number of them up front; the server pushes who is on which
+// section (server-sent events on `peers/{id}/slots/events`) as people arrive and leave, to label the tiles.
 
 const RECEIVE_SECTIONS = 8; // per kind, our own sendrecv section included: room for 8 others
-const SLOT_POLL_MS = 1000;
+const SLOT_STREAM_RETRY_MS = 1000;
 const ICE_GATHERING_TIMEOUT_MS = 5000;
 
 const meetingId = decodeURIComponent(location.pathname.split('/').filter(Boolean)[1] ?? '');
@@ -27,7 +27,7 @@ const tiles = new Map(); // video mid -> { figure, video, caption }
 const speakers = new Map(); // audio mid -> <audio>
 let slots = new Map(); // mid -> { participantId, name, kind }, from the server
 let localStream = null;
-let pollTimer = null;
+const slotStream = new AbortController(); // aborted on hang-up
 
 // What the end-to-end tests read; `state` is starting | joining | joined | left | failed.
 const page = { state: 'starting', peerId: null, stats: statsSummary };
@@ -58,17 +58,26 @@ class ServerError extends Error {
 }
 
 // Signalling calls take the token as a Bearer header, so it never lands in a URL the server logs.
-async function request(method, path, body, options = {}) {
-  const response = await fetch(`/meet/${encodeURIComponent(meetingId)}/${path}`, {
+// (That is why the slot stream is read with fetch: EventSource cannot send headers.)
+function call(method, path, body, options = {}) {
+  return fetch(`/meet/${encodeURIComponent(meetingId)}/${path}`, {
     method,
     headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
     ...options,
   });
+}
+
+async function serverError(response) {
   const envelope = await response.json().catch(() => null);
-  if (!response.ok || !envelope?.success) {
-    throw new ServerError(response.status, envelope?.error?.message ?? response.statusText);
-  }
+  return new ServerError(response.status, envelope?.error?.message ?? response.statusText);
+}
+
+async function request(method, path, body, options = {}) {
+  const response = await call(method, path, body, options);
+  if (!response.ok) throw await serverError(response);
+  const envelope = await response.json().catch(() => null);
+  if (!envelope?.success) throw new ServerError(response.status, envelope?.error?.message ?? response.statusText);
   return envelope.data;
 }
 
@@ -102,7 +111,7 @@ async function join() {
   }
   for (const transceiver of pc.getTransceivers()) attachReceiver(transceiver);
   for (const button of [ui.mic, ui.cam, ui.leave]) button.disabled = false;
-  pollSlots();
+  followSlots();
 }
 
 function addTransceivers() {
@@ -186,21 +195,51 @@ pc.addEventListener('connectionstatechange', () => {
   else if (state === 'failed') fail('The connection to the meeting was lost. Reload the page to rejoin.');
 });
 
-async function pollSlots() {
-  if (page.state === 'left' || page.state === 'failed') return;
-  try {
-    const data = await request('GET', `peers/${encodeURIComponent(page.peerId)}/slots`);
-    slots = parseSlots(data);
-    renderTiles();
-  } catch (err) {
-    // 401/403/404: our token or peer is gone (removed from the meeting, or the server dropped us).
-    if (err instanceof ServerError && [401, 403, 404].includes(err.status)) {
-      fail(`You are no longer in the meeting: ${err.message}`);
-      return;
+// Reads the slot stream for as long as we are in the meeting. The server ends it when our peer is gone;
+// asking again then answers 401/403/404 and we say so. Anything else (a network blip) is retried.
+async function followSlots() {
+  const path = `peers/${encodeURIComponent(page.peerId)}/slots/events`;
+  while (page.state !== 'left' && page.state !== 'failed') {
+    try {
+      const response = await call('GET', path, undefined, { signal: slotStream.signal });
+      if (!response.ok) throw await serverError(response);
+      await readEvents(response.body, (name, data) => {
+        if (name !== 'slots') return;
+        slots = parseSlots(JSON.parse(data));
+        renderTiles();
+      });
+    } catch (err) {
+      if (slotStream.signal.aborted) return;
+      if (err instanceof ServerError && [401, 403, 404].includes(err.status)) {
+        fail(`You are no longer in the meeting: ${err.message}`);
+        return;
+      }
     }
-    // Anything else (a network blip) is retried on the next tick.
+    await new Promise((resolve) => setTimeout(resolve, SLOT_STREAM_RETRY_MS));
   }
-  pollTimer = setTimeout(pollSlots, SLOT_POLL_MS);
+}
+
+// Calls `onEvent(name, data)` for each event of a `text/event-stream` body until it ends.
+async function readEvents(body, onEvent) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffered += value;
+    let end;
+    while ((end = buffered.indexOf('\n\n')) !== -1) {
+      const block = buffered.slice(0, end);
+      buffered = buffered.slice(end + 2);
+      let name = 'message';
+      const data = [];
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event:')) name = line.slice(6).trim();
+        else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
+      }
+      if (data.length) onEvent(name, data.join('\n'));
+    }
+  }
 }
 
 // Accepts `{slots: [...]}` or a bare list; each slot names its `mid` and the participant on it.
@@ -254,7 +293,7 @@ window.addEventListener('pagehide', () => {
 });
 
 function hangUp() {
-  clearTimeout(pollTimer);
+  slotStream.abort();
   pc.close();
   localStream?.getTracks().forEach((track) => track.stop());
   for (const button of [ui.mic, ui.cam, ui.leave]) button.disabled = true;
@@ -279,12 +318,17 @@ async function statsSummary() {
         packetsReceived: s.packetsReceived ?? 0,
         bytesReceived: s.bytesReceived ?? 0,
         framesDecoded: s.framesDecoded ?? 0,
+        pliCount: s.pliCount ?? 0,
+        keyFramesDecoded: s.keyFramesDecoded ?? 0,
         frameWidth: s.frameWidth ?? 0,
         frameHeight: s.frameHeight ?? 0,
         totalSamplesReceived: s.totalSamplesReceived ?? 0,
       });
     } else if (s.type === 'outbound-rtp') {
       outbound.push({
+        pliCount: s.pliCount ?? 0,
+        firCount: s.firCount ?? 0,
+        keyFramesEncoded: s.keyFramesEncoded ?? 0,
         kind: s.kind,
         mid: s.mid ?? null,
         packetsSent: s.packetsSent ?? 0,
