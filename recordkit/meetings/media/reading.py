@@ -3,12 +3,19 @@
 A reader is a sink on a `ReceivedTrack` for as long as it is open, and only a `FrameReader` decodes —
 so a track nobody reads decoded costs no decoding. Both are async iterators that end when the track
 ends, and async context managers that stop reading on exit.
+
+Peers are not trusted: a reader's queue is bounded in frames and bytes (a stalled reader drops its
+backlog, counted, and starts again at a keyframe), a reader told to skip an interval (a paused recording)
+drops those frames as they come instead of queueing them, and a `FrameReader` refuses, before decoding,
+any frame whose header declares a picture larger than its limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from types import TracebackType
@@ -17,10 +24,15 @@ import av
 from aiortc.codecs import get_decoder
 from aiortc.jitterbuffer import JitterFrame
 
+from recordkit.meetings.media.bitstream import DEFAULT_MAX_FRAME_SIZE, FrameSize, MalformedHeader, declared_sizes
 from recordkit.meetings.media.receiving import EncodedFrame, ReceivedTrack
+
+log = logging.getLogger(__name__)
 
 # About 8 s of video or 5 s of audio: a reader further behind than this has stalled, not lagged.
 MAX_QUEUED_FRAMES = 256
+# Encoded frames rarely pass 200 kB; this many bytes queued means a stall or a flood, not a lag.
+MAX_QUEUED_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +48,17 @@ class TimedFrame:
 class PacketReader:
     """The encoded frames of one track, from now on, starting at a keyframe for video."""
 
-    def __init__(self, track: ReceivedTrack, max_queued: int = MAX_QUEUED_FRAMES) -> None:
+    def __init__(
+        self, track: ReceivedTrack, max_queued: int = MAX_QUEUED_FRAMES, max_queued_bytes: int = MAX_QUEUED_BYTES
+    ) -> None:
         self.track = track
         self.dropped = 0
+        self.skipped = 0
         self._queue: deque[EncodedFrame] = deque()
+        self._queued_bytes = 0
         self._max_queued = max_queued
+        self._max_queued_bytes = max_queued_bytes
+        self._skip: Callable[[float], bool] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._ended = False
         self._closed = False
@@ -49,21 +67,39 @@ class PacketReader:
         if self._need_keyframe:
             track.request_keyframe()
 
+    def skip_when(self, sent_in_skipped_interval: Callable[[float], bool]) -> None:
+        """Drop, unqueued, every frame from now on whose send time (`wall_time_s`) the predicate names."""
+        self._skip = sent_in_skipped_interval
+
+    def restart_at_keyframe(self) -> None:
+        """Drop everything up to the next keyframe, and ask for one (what follows a refused frame)."""
+        if self.track.kind == "video":
+            self._need_keyframe = True
+            self.track.request_keyframe()
+
     def put(self, frame: EncodedFrame) -> None:
         """Called by the track for each frame; drops what a decoder could not start from."""
+        if self._skip is not None and self._skip(frame.wall_time_s):
+            self.skipped += 1
+            # What comes after the skipped interval refers to frames that were never queued.
+            if not self._need_keyframe:
+                self.restart_at_keyframe()
+            return
         if self._need_keyframe:
             if not frame.keyframe:
                 return
             self._need_keyframe = False
-        if len(self._queue) >= self._max_queued:
+        if len(self._queue) >= self._max_queued or self._queued_bytes + len(frame.data) > self._max_queued_bytes:
             # The reader stalled: throw the backlog away and start again from a fresh keyframe.
             self.dropped += len(self._queue)
             self._queue.clear()
+            self._queued_bytes = 0
             if self.track.kind == "video" and not frame.keyframe:
-                self._need_keyframe = True
-                self.track.request_keyframe()
+                self.dropped += 1
+                self.restart_at_keyframe()
                 return
         self._queue.append(frame)
+        self._queued_bytes += len(frame.data)
         self._wake()
 
     def end(self) -> None:
@@ -76,6 +112,7 @@ class PacketReader:
         self._closed = True
         self.track.remove_sink(self)
         self._queue.clear()
+        self._queued_bytes = 0
         self._wake()
 
     async def next(self) -> EncodedFrame | None:
@@ -85,7 +122,9 @@ class PacketReader:
                 return None
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
-        return self._queue.popleft()
+        frame = self._queue.popleft()
+        self._queued_bytes -= len(frame.data)
+        return frame
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -113,17 +152,34 @@ class FrameReader:
     """The decoded frames of one track, from now on. Decoding runs in the default executor, one frame
     at a time, and only while this reader is open."""
 
-    def __init__(self, track: ReceivedTrack, max_queued: int = MAX_QUEUED_FRAMES) -> None:
+    def __init__(
+        self,
+        track: ReceivedTrack,
+        max_queued: int = MAX_QUEUED_FRAMES,
+        max_frame_size: FrameSize = DEFAULT_MAX_FRAME_SIZE,
+    ) -> None:
         self.track = track
         self.decode_errors = 0
+        self.refused = 0
+        self.max_frame_size = max_frame_size
         self._packets = PacketReader(track, max_queued)
         self._decoder = get_decoder(track.codec)
         self._ready: deque[TimedFrame] = deque()
+        self._refusing = False
 
     @property
     def dropped(self) -> int:
         """Encoded frames thrown away because this reader fell too far behind."""
         return self._packets.dropped
+
+    @property
+    def skipped(self) -> int:
+        """Encoded frames dropped unqueued because they fell in an interval `skip_when` names."""
+        return self._packets.skipped
+
+    def skip_when(self, sent_in_skipped_interval: Callable[[float], bool]) -> None:
+        """Drop, undecoded, every frame from now on whose send time the predicate names."""
+        self._packets.skip_when(sent_in_skipped_interval)
 
     def close(self) -> None:
         """Stop reading and decoding; the iterator ends."""
@@ -136,6 +192,8 @@ class FrameReader:
             encoded = await self._packets.next()
             if encoded is None:
                 return None
+            if not self._within_size_limit(encoded):
+                continue
             try:
                 frames = await loop.run_in_executor(
                     None, self._decoder.decode, JitterFrame(data=encoded.data, timestamp=encoded.pts)
@@ -152,6 +210,29 @@ class FrameReader:
                 offset_s = float((frame.pts - encoded.pts) * encoded.time_base)
                 self._ready.append(TimedFrame(frame, frame.pts, encoded.time_base, encoded.wall_time_s + offset_s))
         return self._ready.popleft()
+
+    def _within_size_limit(self, encoded: EncodedFrame) -> bool:
+        """False for a frame whose header declares a picture over the limit (or cannot be read), and for
+        the frames after it until a keyframe that fits: the decoder never sees the declared size."""
+        if self.track.kind != "video":
+            return True
+        try:
+            sizes = declared_sizes(self.track.mime_type, encoded.data)
+            unreadable = None
+        except MalformedHeader as error:
+            sizes, unreadable = [], str(error)
+        too_large = [size for size in sizes if not size.fits(self.max_frame_size)]
+        if unreadable is None and not too_large:
+            if encoded.keyframe:
+                self._refusing = False
+            return not self._refusing
+        self.refused += 1
+        if self.refused == 1:
+            reason = unreadable or f"it declares {too_large[0]}, over the limit of {self.max_frame_size}"
+            log.warning("refusing frames of a %s track before decoding: %s", self.track.mime_type, reason)
+        self._refusing = True
+        self._packets.restart_at_keyframe()
+        return False
 
     def __aiter__(self) -> FrameReader:
         return self
