@@ -15,23 +15,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import av
-
 from recordkit.meetings.media.events import ParticipantJoined, ParticipantLeft, TrackAdded, TrackEnded
-from recordkit.meetings.media.reading import TimedFrame
 from recordkit.meetings.media.source import MediaSource, UnknownTrack
+from recordkit.meetings.media.timing import media_now_s
 from recordkit.recorder.capture import Finished
 from recordkit.recorder.encoder import AudioFileEncoder, CompositeEncoder
 from recordkit.recorder.fetch import Network
+from recordkit.recorder.inputs import Inputs
 from recordkit.recorder.layout import Compositor
 from recordkit.recorder.mixer import Mixer
 from recordkit.recorder.plan import SAMPLE_RATE, OutputPlan
@@ -74,15 +71,6 @@ class RecorderHooks:
     ended_by_itself: Callable[[Ending], Awaitable[None]]
 
 
-@dataclass
-class _Inputs:
-    """What the event loop queued for the worker thread; deques are safe between the two."""
-
-    video: dict[str, deque[TimedFrame]] = field(default_factory=dict)
-    audio: dict[str, deque[TimedFrame]] = field(default_factory=dict)
-    changes: deque[Callable[[], None]] = field(default_factory=deque)
-
-
 class Recorder:
     """Records one meeting until `finish()` is called or it stops by itself (max_seconds, empty meeting)."""
 
@@ -104,7 +92,7 @@ class Recorder:
         self.settings = settings
         self.first_packet_wall_s: float | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="recorder")
-        self._inputs = _Inputs()
+        self._inputs = Inputs()
         self._timeline: Timeline | None = None
         self._composite: CompositeEncoder | None = None
         self._audio_file: AudioFileEncoder | None = None
@@ -129,7 +117,7 @@ class Recorder:
         await self._in_worker(self._open_outputs)
         if self._finished is not None:
             return  # stopped while opening: finish() has closed the outputs
-        self._timeline = Timeline(time.time())
+        self._timeline = Timeline(media_now_s())
         if self.plan.composite is not None and self.plan.composite.video.watermark is not None:
             video = self.plan.composite.video
             self._tasks.start(self._load_watermark(video.watermark, video.width, video.height))
@@ -149,13 +137,14 @@ class Recorder:
     def _not_rendered_yet(self, at_wall_s: float) -> float:
         """The instant itself when it is still ahead of the output (the usual case: the output runs a jitter
         delay behind), else the first one not yet rendered: what is in the file stays as it is."""
-        return min(max(at_wall_s, self._rendered_until_wall_s), time.time())
+        return min(max(at_wall_s, self._rendered_until_wall_s), media_now_s())
 
     async def finish(self, at_wall_s: float | None = None) -> Finished:
         """Stop capturing (now, or at `at_wall_s` if that is earlier) and finalise the files.
         Never touches the database."""
         if self._finished is None:
-            stop_wall_s = time.time() if at_wall_s is None else min(at_wall_s, time.time())
+            now_s = media_now_s()
+            stop_wall_s = now_s if at_wall_s is None else min(at_wall_s, now_s)
             self._finished = asyncio.create_task(self._finalise(stop_wall_s))
         return await asyncio.shield(self._finished)
 
@@ -178,7 +167,7 @@ class Recorder:
                     case ParticipantLeft(participant=who):
                         self._present.discard(who.peer_id)
                         if not self._present:
-                            self._empty_since_s = time.time()
+                            self._empty_since_s = media_now_s()
                         self._inputs.changes.append(lambda peer=who.peer_id: self._unseat(peer))
                     case TrackAdded(track=track):
                         reading = self._read(track.track_id, track.kind, track.participant.peer_id)
@@ -195,8 +184,10 @@ class Recorder:
             reader = self.source.frames(track_id)
         except UnknownTrack:
             return
-        queues = self._inputs.video if kind == "video" else self._inputs.audio
-        queue = queues.setdefault(peer_id, deque())
+        # While paused, frames are dropped as they come, undecoded: memory stays flat however long it lasts.
+        assert self._timeline is not None
+        reader.skip_when(self._timeline.in_pause)
+        queue = self._inputs.queue(kind, peer_id)
         try:
             async for timed in reader:
                 queue.append(timed)
@@ -217,13 +208,13 @@ class Recorder:
                 return
             await self._in_worker(self._render, render_wall_s)
             if self.first_packet_wall_s is None and self._first_packet_written():
-                self.first_packet_wall_s = time.time()
+                self.first_packet_wall_s = media_now_s()
                 self._first_packet_told = self._tasks.hook(self.hooks.first_packet(self._timeline_start()))
             ending = self._ending(render_wall_s)
             if ending is not None:
                 self._tasks.hook(self._end_by_itself(ending))
                 return
-            tick = next_tick(tick, time.time() - self.settings.jitter_s - render_wall_s, interval_s)
+            tick = next_tick(tick, media_now_s() - self.settings.jitter_s - render_wall_s, interval_s)
 
     def _ending(self, render_wall_s: float) -> str | None:
         if self.first_packet_wall_s is not None and render_wall_s - self._timeline_start() >= self.plan.max_seconds:
@@ -233,7 +224,7 @@ class Recorder:
             wait_s = (
                 self.keep_alive_s if self._anyone_joined else max(self.keep_alive_s, self.settings.empty_start_min_s)
             )
-            if since is not None and time.time() - since >= wait_s:
+            if since is not None and media_now_s() - since >= wait_s:
                 return "empty"
         return None
 
@@ -298,8 +289,7 @@ class Recorder:
     def _unseat(self, peer_id: str) -> None:
         if self._compositor is not None:
             self._compositor.leave(peer_id)
-        self._inputs.video.pop(peer_id, None)
-        self._inputs.audio.pop(peer_id, None)
+        self._inputs.forget(peer_id)
         self._mixer.remove(peer_id)
 
     def _video_ended(self, peer_id: str) -> None:
@@ -324,11 +314,12 @@ class Recorder:
         while self._inputs.changes:
             self._inputs.changes.popleft()()
         self._feed_mixer(render_wall_s)
+        if self._compositor is not None:
+            self._update_tiles(render_wall_s)  # paused too: what was queued goes, the newest stays on its tile
         media_s = self._timeline.media_time(render_wall_s)
         if media_s is None:
             return
         if self._composite is not None and self._compositor is not None:
-            self._update_tiles(render_wall_s)
             frame = self._compositor.compose()
             if self._watermark is not None:
                 self._watermark.apply(frame)
@@ -347,19 +338,16 @@ class Recorder:
         assert self._compositor is not None
         tiles = self._compositor.tiles()
         for peer_id, queue in list(self._inputs.video.items()):
-            newest: av.VideoFrame | None = None
-            while queue and queue[0].wall_time_s <= render_wall_s:
-                newest = queue.popleft().frame
-            if newest is not None and peer_id in tiles:
-                self._compositor.update(peer_id, newest)
+            due = queue.take_until(render_wall_s)
+            if due and peer_id in tiles:
+                self._compositor.update(peer_id, due[-1].frame)
 
     def _feed_mixer(self, render_wall_s: float) -> None:
         assert self._timeline is not None
         # A little past the rendered instant, so the limiter's lookahead sees what comes next.
         horizon_s = render_wall_s + 0.1
         for peer_id, queue in list(self._inputs.audio.items()):
-            while queue and queue[0].wall_time_s <= horizon_s:
-                timed = queue.popleft()
+            for timed in queue.take_until(horizon_s):
                 media_s = self._timeline.media_time(timed.wall_time_s)
                 if media_s is not None:
                     self._mixer.push(peer_id, timed.frame, media_s)
@@ -393,6 +381,6 @@ def next_tick(tick: int, behind_s: float, interval_s: float) -> int:
 
 
 async def _sleep_until(wall_s: float) -> None:
-    delay = wall_s - time.time()
+    delay = wall_s - media_now_s()
     if delay > 0:
         await asyncio.sleep(delay)

@@ -29,6 +29,10 @@ class Timeline:
             began, _ = self._pauses[-1]
             self._pauses[-1] = (began, max(began, at_wall_s))
 
+    def in_pause(self, wall_s: float) -> bool:
+        """Whether a wall-clock instant falls in a paused span (the one going on included)."""
+        return any(began <= wall_s and (ended is None or wall_s < ended) for began, ended in self._pauses)
+
     def media_time(self, wall_s: float) -> float | None:
         """The media time of a wall-clock instant, or None when it falls before the start or in a pause."""
         if wall_s < self.start_wall_s:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +32,7 @@ from typing import Any
 from recordkit.meetings.media.events import ParticipantInfo, TrackAdded, TrackInfo
 from recordkit.meetings.media.receiving import EncodedFrame
 from recordkit.meetings.media.source import EventStream, MediaSource, UnknownTrack
+from recordkit.meetings.media.timing import media_now_s
 from recordkit.recorder.capture import Finished
 from recordkit.recorder.composite import Ending, RecorderHooks
 from recordkit.recorder.manifest import Manifest, ManifestFile, manifest_file_name, wall_time_iso, write_manifest
@@ -139,7 +139,7 @@ class TrackRecorder:
             return
         events = self.source.events()  # subscribed before time 0: nobody present is missed
         # Time 0 on the millisecond, so the manifest's offsets count from exactly the `started_time` shown.
-        self.began_wall_s = math.floor(time.time() * 1000) / 1000
+        self.began_wall_s = math.floor(media_now_s() * 1000) / 1000
         self._attached_told = self._tasks.hook(self.hooks.first_packet(self.began_wall_s))
         self._tasks.start(self._follow_room(events), vital=True)
         self._tasks.start(self._write_loop(), vital=True)
@@ -157,7 +157,7 @@ class TrackRecorder:
         """Stop recording (now, or at `at_wall_s` if that is earlier), close every file and write the manifest.
         Never touches the database. `file_size` is the sum of all files, manifest included."""
         if self._finished is None:
-            now_s = math.floor(time.time() * 1000) / 1000
+            now_s = math.floor(media_now_s() * 1000) / 1000
             self._finished = asyncio.create_task(self._finalise(now_s if at_wall_s is None else min(at_wall_s, now_s)))
         return await asyncio.shield(self._finished)
 
@@ -202,7 +202,7 @@ class TrackRecorder:
 
     async def _cap(self) -> None:
         assert self.began_wall_s is not None
-        await asyncio.sleep(max(0.0, self.began_wall_s + self.plan.max_duration_s - time.time()))
+        await asyncio.sleep(max(0.0, self.began_wall_s + self.plan.max_duration_s - media_now_s()))
         self._tasks.hook(self._end_by_itself("max_seconds"))
 
     async def _end_by_itself(self, reason: str) -> None:

@@ -29,7 +29,7 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpSrPacket
 
-from recordkit.meetings.media.timing import SenderClock, TrackClock
+from recordkit.meetings.media.timing import SenderClock, TrackClock, media_now_s
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class ReceivedTrack:
         self.codec = codec
         self.clock = TrackClock(codec.clockRate, sender_clock)
         self.frames_received = 0
-        self.first_frame_s: float | None = None  # time.time() of the first frame
+        self.first_frame_s: float | None = None  # media_now_s() of the first frame
         self.ended = False
         self._receiver = receiver
         self._media_ssrc = media_ssrc
@@ -185,7 +185,7 @@ class ReceivedTrack:
     def _on_frame(self, codec: RTCRtpCodecParameters, jitter_frame: JitterFrame) -> None:
         if not jitter_frame.data:
             return
-        arrival_s = time.time()
+        arrival_s = media_now_s()
         if self.frames_received == 0:
             self.first_frame_s = arrival_s
             # aiortc counts pts from the first frame's RTP timestamp; the SR mapping needs that origin.

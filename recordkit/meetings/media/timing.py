@@ -29,6 +29,17 @@ EARLIEST_BEFORE_ARRIVAL_S = 2.0
 LATEST_AFTER_ARRIVAL_S = 0.5
 
 
+# Unix time at the monotonic clock's zero, read once. Media time is this plus `time.monotonic()`: Unix
+# seconds that a step of the system clock (NTP, an operator) never moves, so frames' send times and a
+# recorder's pacing stay on one steady clock.
+UNIX_AT_MONOTONIC_ZERO_S = time.time() - time.monotonic()
+
+
+def media_now_s() -> float:
+    """Now on the media clock (Unix seconds that advance with `time.monotonic`)."""
+    return UNIX_AT_MONOTONIC_ZERO_S + time.monotonic()
+
+
 def ntp_to_unix_s(ntp: int) -> float:
     """A 64-bit NTP timestamp (32.32 fixed point since 1900) as Unix seconds."""
     return (ntp >> 32) - NTP_UNIX_OFFSET_S + (ntp & 0xFFFFFFFF) / RTP_WRAP
@@ -68,7 +79,7 @@ class TrackClock:
     def on_sender_report(self, ntp: int, rtp_timestamp: int, arrival_unix_s: float | None = None) -> None:
         """Note an RTCP SR of this track."""
         sender_s = ntp_to_unix_s(ntp)
-        self.sender.observe(sender_s, time.time() if arrival_unix_s is None else arrival_unix_s)
+        self.sender.observe(sender_s, media_now_s() if arrival_unix_s is None else arrival_unix_s)
         self._report = _Report(sender_s, rtp_timestamp)
 
     def set_rtp_origin(self, rtp_origin: int) -> None:
