@@ -101,6 +101,7 @@ class Recorder:
         self._watermark: Watermark | None = None
         self._audio_cursor_s = 0.0
         self._rendered_until_wall_s = 0.0
+        self._failed_at_wall_s: float | None = None
         self._present: set[str] = set()
         self._anyone_joined = False
         self._empty_since_s: float | None = None
@@ -239,9 +240,12 @@ class Recorder:
     async def _finalise(self, stop_wall_s: float) -> Finished:
         await self._tasks.cancel_work()
         try:
-            if self._timeline is not None:
+            if self._failed_at_wall_s is not None:
+                # The outputs refused a write (a full disk, an encoder error): the file ends where they did.
+                stop_wall_s = min(stop_wall_s, self._failed_at_wall_s)
+            elif self._timeline is not None:
                 # Render what was captured up to the stop instant, without waiting for stragglers.
-                await self._in_worker(self._render_until, stop_wall_s)
+                await self._render_last(stop_wall_s)
             size = await self._in_worker(self._close_outputs)
             ended_at = datetime.fromtimestamp(stop_wall_s, UTC).replace(tzinfo=None)
             return Finished(size, ended_at, captured_media=self._first_packet_written())
@@ -250,7 +254,16 @@ class Recorder:
             self._executor.shutdown(wait=False)
             self._stop.set()
 
+    async def _render_last(self, stop_wall_s: float) -> None:
+        try:
+            await self._in_worker(self._render_until, stop_wall_s)
+        except Exception:
+            # A stop must still close the file and answer; what was written so far stays.
+            log.exception("the last frames before the stop could not be written")
+
     def _vital_work_failed(self) -> None:
+        if self._failed_at_wall_s is None:
+            self._failed_at_wall_s = self._rendered_until_wall_s
         if self._finished is None:
             self._tasks.hook(self._end_by_itself("error"))
 
@@ -357,9 +370,13 @@ class Recorder:
         return any(output is not None and output.first_packet_at_s is not None for output in outputs)
 
     def _close_outputs(self) -> int | None:
+        """Close every output, each whatever the others do: a file that cannot be finished keeps what it has."""
         for output in (self._composite, self._audio_file):
             if output is not None:
-                output.close()
+                try:
+                    output.close()
+                except Exception:
+                    log.exception("closing %s failed; the file keeps what was written before", output.plan.name)
         main = self.spool / self.plan.main_file_name
         return main.stat().st_size if main.exists() else None
 
