@@ -54,6 +54,7 @@ from recordkit.meetings.sessions import SessionEvents, sweep_forever
 from recordkit.meetings.tokens import ParticipantTokens
 from recordkit.node import new_node_id
 from recordkit.recorder.composite import RecorderSettings
+from recordkit.recorder.spool import MB, DiskFloor
 from recordkit.recording.drain import drain
 from recordkit.recording.ownership import Recorders
 from recordkit.recording.reconciler import Reconciler
@@ -128,7 +129,8 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
     engine = None if dispatcher is not None else _job_engine(settings, db, bus, node_id)
     jobs: Dispatcher = dispatcher or engine  # type: ignore[assignment]
     secrets = SecretBox(creds.storage_key)
-    recordings = Recordings(db, jobs, bus, secrets, settings.server_recording_defaults)
+    spool_floor = DiskFloor(settings.data_dir / "spool", settings.min_free_mb * MB)
+    recordings = Recordings(db, jobs, bus, secrets, settings.server_recording_defaults, spool_floor)
     reports = CaptureReports(db, jobs, bus)
     recorders = Recorders(db, bus, reports, node_id)
     stalled = partial(engine.retry_stalled, ["upload"]) if isinstance(engine, ProcrastinateJobs) else None
@@ -137,7 +139,9 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
     bucket = LocalBucket(settings.bucket_dir, creds.signing_key, settings.public_url)
     media = MediaPlane(db, session_events, settings.media)
     recorder_settings = RecorderSettings(
-        empty_start_min_s=settings.empty_meeting_timeout_s, fetch_allow=settings.fetch_allow
+        empty_start_min_s=settings.empty_meeting_timeout_s,
+        fetch_allow=settings.fetch_allow,
+        min_free_bytes=settings.min_free_mb * MB,
     )
     return Services(
         settings=settings,

@@ -14,6 +14,8 @@ from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
+from recordkit.meetings.media.bitstream import DEFAULT_MAX_FRAME_SIZE, FrameSize
+
 log = logging.getLogger(__name__)
 
 CREDENTIALS_FILE = "credentials.json"
@@ -52,6 +54,8 @@ class MediaSettings:
     max_peers: int = 64
     # Connections one participant may hold at once (tabs, devices): one token cannot take the whole server.
     max_peers_per_participant: int = 3
+    # The largest picture a reader decodes (in pixels and longer side); larger frames are refused unread.
+    max_frame_size: FrameSize = DEFAULT_MAX_FRAME_SIZE
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ class Settings:
     max_recordings: int = field(default_factory=lambda: default_max_recordings(os.cpu_count()))
     # How many uploads this process runs at once (0: none here; another process sharing the database does).
     max_uploads: int = 4
+    # Free space the spool's disk keeps: below it no recording starts (503) and capturing ones stop.
+    min_free_mb: int = 1024
     # How long a graceful shutdown may take to finish its recordings and their uploads.
     drain_timeout_s: float = 30.0
     # Multiplies every job retry delay (1 in production; tests shorten the waits).
@@ -246,6 +252,7 @@ def build_settings(
         media=media_settings(env),
         max_recordings=int(env.get("RECORDKIT_MAX_RECORDINGS") or default_max_recordings(os.cpu_count())),
         max_uploads=int(env.get("RECORDKIT_MAX_UPLOADS") or 4),
+        min_free_mb=min_free_mb(env),
         drain_timeout_s=float(env.get("RECORDKIT_DRAIN_TIMEOUT_S") or 30),
         retry_delay_scale=float(env.get("RECORDKIT_RETRY_DELAY_SCALE") or 1),
         fetch_allow=fetch_allow(env),
@@ -256,6 +263,14 @@ def build_settings(
 def default_max_recordings(cores: int | None) -> int:
     """Two recordings per core: a 2-person 720p30 composite costs ≈ 0.45 core (bench/recording_cost.py)."""
     return 2 * (cores or 1)
+
+
+def min_free_mb(environ: Mapping[str, str]) -> int:
+    """`RECORDKIT_MIN_FREE_MB`: megabytes the spool's disk keeps free (default 1024; 0 turns the floor off)."""
+    text = environ.get("RECORDKIT_MIN_FREE_MB") or "1024"
+    if not text.isdigit():
+        raise ValueError(f"RECORDKIT_MIN_FREE_MB must be a whole number of megabytes, not {text!r}")
+    return int(text)
 
 
 def retention_days(environ: Mapping[str, str]) -> float:
@@ -307,4 +322,15 @@ def media_settings(environ: Mapping[str, str]) -> MediaSettings:
         max_peers_per_participant=int(
             environ.get("RECORDKIT_MEDIA_MAX_PEERS_PER_PARTICIPANT", defaults.max_peers_per_participant)
         ),
+        max_frame_size=frame_size(environ.get("RECORDKIT_MEDIA_MAX_FRAME_SIZE"), defaults.max_frame_size),
     )
+
+
+def frame_size(text: str | None, default: FrameSize) -> FrameSize:
+    """`RECORDKIT_MEDIA_MAX_FRAME_SIZE`: `WIDTHxHEIGHT`, each 16-16384."""
+    if not text:
+        return default
+    width, _, height = text.lower().partition("x")
+    if not (width.isdigit() and height.isdigit() and 16 <= int(width) <= 16384 and 16 <= int(height) <= 16384):
+        raise ValueError(f"RECORDKIT_MEDIA_MAX_FRAME_SIZE must be WIDTHxHEIGHT, each 16-16384, not {text!r}")
+    return FrameSize(int(width), int(height))

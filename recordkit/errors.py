@@ -23,6 +23,14 @@ class Conflict(DomainError):
     """The current state forbids the request, so repeating it unchanged cannot succeed."""
 
 
+class Unavailable(DomainError):
+    """This machine cannot take the request now (a resource runs short); the same request may succeed later."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class Invalid(DomainError):
     """The request breaks a rule of the domain that no schema can check alone; `message` is the detail."""
 

@@ -3,7 +3,7 @@ refusal the domain raises (`recordkit.errors`)."""
 
 from __future__ import annotations
 
-from recordkit.errors import Conflict, DomainError, Invalid, NotFound
+from recordkit.errors import Conflict, DomainError, Invalid, NotFound, Unavailable
 
 
 class ApiError(Exception):
@@ -45,6 +45,8 @@ def from_domain(error: DomainError) -> ApiError:
             return conflict(error.message)
         case Invalid():
             return bad_request(error.message)
+        case Unavailable():
+            return ApiError(503, error.message, {"retry-after": str(error.retry_after_s)})
     raise TypeError(f"{type(error).__name__} is no kind of DomainError the API knows")
 
 

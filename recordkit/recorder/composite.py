@@ -32,6 +32,7 @@ from recordkit.recorder.inputs import Inputs
 from recordkit.recorder.layout import Compositor
 from recordkit.recorder.mixer import Mixer
 from recordkit.recorder.plan import SAMPLE_RATE, OutputPlan
+from recordkit.recorder.spool import DiskFloor
 from recordkit.recorder.tasks import RecorderTasks
 from recordkit.recorder.timeline import Timeline
 from recordkit.recorder.watermark import Watermark, load_watermark
@@ -52,6 +53,8 @@ class RecorderSettings:
     empty_start_min_s: float = 60.0
     # Internal networks the watermark's fetch may reach all the same (RECORDKIT_FETCH_ALLOW).
     fetch_allow: tuple[Network, ...] = ()
+    # Free space the spool's disk keeps; a recorder below it stops by itself (RECORDKIT_MIN_FREE_MB; 0: none).
+    min_free_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ class Recorder:
             self._tasks.start(self._load_watermark(video.watermark, video.width, video.height))
         self._tasks.start(self._follow_room(), vital=True)
         self._tasks.start(self._output_loop(), vital=True)
+        self._tasks.start(self._stop_at_disk_floor())
         await self._stop.wait()
         await self._tasks.wait_for_hooks()
 
@@ -228,6 +232,10 @@ class Recorder:
             if since is not None and media_now_s() - since >= wait_s:
                 return "empty"
         return None
+
+    async def _stop_at_disk_floor(self) -> None:
+        await DiskFloor(self.spool, self.settings.min_free_bytes).wait_until_reached()
+        self._tasks.hook(self._end_by_itself("error"))
 
     async def _end_by_itself(self, reason: str) -> None:
         limit_wall_s = self._timeline_start() + self.plan.max_seconds if reason == "max_seconds" else None

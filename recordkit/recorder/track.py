@@ -34,9 +34,10 @@ from recordkit.meetings.media.receiving import EncodedFrame
 from recordkit.meetings.media.source import EventStream, MediaSource, UnknownTrack
 from recordkit.meetings.media.timing import media_now_s
 from recordkit.recorder.capture import Finished
-from recordkit.recorder.composite import Ending, RecorderHooks
+from recordkit.recorder.composite import Ending, RecorderHooks, RecorderSettings
 from recordkit.recorder.manifest import Manifest, ManifestFile, manifest_file_name, wall_time_iso, write_manifest
 from recordkit.recorder.passthrough import PassthroughFile, codec_name, muxing
+from recordkit.recorder.spool import DiskFloor
 from recordkit.recorder.tasks import RecorderTasks
 from recordkit.recording import config as rconfig
 
@@ -113,8 +114,10 @@ class TrackRecorder:
         recording_id: str,
         meeting_id: str,
         session_id: str | None,
+        settings: RecorderSettings,
     ) -> None:
         self.plan = plan
+        self.settings = settings
         self.source = source
         self.spool = spool
         self.hooks = hooks
@@ -144,6 +147,7 @@ class TrackRecorder:
         self._tasks.start(self._follow_room(events), vital=True)
         self._tasks.start(self._write_loop(), vital=True)
         self._tasks.start(self._cap())
+        self._tasks.start(self._stop_at_disk_floor())
         await self._stop.wait()
         await self._tasks.wait_for_hooks()
 
@@ -204,6 +208,10 @@ class TrackRecorder:
         assert self.began_wall_s is not None
         await asyncio.sleep(max(0.0, self.began_wall_s + self.plan.max_duration_s - media_now_s()))
         self._tasks.hook(self._end_by_itself("max_seconds"))
+
+    async def _stop_at_disk_floor(self) -> None:
+        await DiskFloor(self.spool, self.settings.min_free_bytes).wait_until_reached()
+        self._tasks.hook(self._end_by_itself("error"))
 
     async def _end_by_itself(self, reason: str) -> None:
         assert self.began_wall_s is not None

@@ -35,6 +35,7 @@ from recordkit.jobs.dispatcher import Dispatcher, Job
 from recordkit.meetings.callers import Caller
 from recordkit.meetings.service import MeetingInactive, lock_meeting
 from recordkit.meetings.sessions import NoActiveSession, live_session
+from recordkit.recorder.spool import DiskFloor
 from recordkit.recording import config as rconfig
 from recordkit.recording.lifecycle import (
     ACTIVE,
@@ -82,9 +83,16 @@ class Recordings:
     """Start, change, read and list recordings of one recordkit deployment."""
 
     def __init__(
-        self, db: Database, jobs: Dispatcher, bus: Bus, secrets: SecretBox, server_defaults: dict[str, Any]
+        self,
+        db: Database,
+        jobs: Dispatcher,
+        bus: Bus,
+        secrets: SecretBox,
+        server_defaults: dict[str, Any],
+        spool_floor: DiskFloor,
     ) -> None:
         self.db = db
+        self.spool_floor = spool_floor
         self.jobs = jobs
         self.bus = bus
         self.secrets = secrets
@@ -112,6 +120,7 @@ class Recordings:
 
     async def start_composite(self, app_id: str, meeting: Meeting, request: StartRequest, caller: Caller) -> Recording:
         """Create an INVOKED composite recording (§6.1 steps 1–3) and its record job."""
+        self.spool_floor.refuse_start_if_reached()
         async with self.db.write() as session:
             locked = await lock_meeting(session, app_id, meeting.id)
             _refuse_inactive(locked)
@@ -122,6 +131,7 @@ class Recordings:
 
     async def start_track(self, app_id: str, meeting: Meeting, body: dict[str, Any], caller: Caller) -> Recording:
         """Create an INVOKED track recording of the live session (§6.4 steps 2–5)."""
+        self.spool_floor.refuse_start_if_reached()
         now = utcnow()
         async with self.db.write() as session:
             locked = await lock_meeting(session, app_id, meeting.id)

@@ -47,6 +47,7 @@ async def record_tracks(context: WorkContext, recording_id: str, max_duration_s:
         recording_id=recording_id,
         meeting_id=recording.meeting_id,
         session_id=recording.session_id,
+        settings=context.recorder_settings,
     )
     await context.recorders.run(recording_id, recorder, endings)
 

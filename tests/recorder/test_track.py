@@ -19,7 +19,7 @@ from recordkit.meetings.media.events import ParticipantInfo, ParticipantJoined, 
 from recordkit.meetings.media.receiving import EncodedFrame, is_keyframe
 from recordkit.meetings.media.source import MediaSource
 from recordkit.recorder.capture import Finished
-from recordkit.recorder.composite import Ending, RecorderHooks
+from recordkit.recorder.composite import Ending, RecorderHooks, RecorderSettings
 from recordkit.recorder.manifest import manifest_file_name
 from recordkit.recorder.track import TrackPlan, TrackRecorder
 from tests.support.media import encode_opus, encode_vp8
@@ -131,6 +131,7 @@ async def start(room: FakeRoom, spool: Path, config: dict[str, Any], max_duratio
         recording_id="rid",
         meeting_id="mid",
         session_id="sid",
+        settings=RecorderSettings(),
     )
     recorded = Recorded(recorder, asyncio.create_task(recorder.run()))
     await asyncio.wait_for(attached_once.wait(), 5)
