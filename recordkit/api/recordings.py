@@ -44,7 +44,7 @@ def _recordings(request: Request) -> Recordings:
     "/{app_id}/recordings",
     summary="Start recording a meeting",
     responses={200: {"model": docs.Envelope[docs.RecordingModel]}},
-    openapi_extra=described(body=rconfig.START_BODY, errors=(400, 401, 403, 404, 409, 413)),
+    openapi_extra=described(body=rconfig.START_BODY, errors=(400, 401, 403, 404, 409, 413, 503)),
 )
 async def start_recording(request: Request, account_id: str, app_id: str) -> Response:
     caller, app = await authorize(request, account_id, app_id, participant_allowed=True)
@@ -98,7 +98,7 @@ async def active_recording(request: Request, account_id: str, app_id: str, meeti
     "/{app_id}/recordings/track",
     summary="Start recording audio and video tracks",
     responses={200: {"model": docs.Envelope[docs.TrackStarted]}},
-    openapi_extra=described(body=rconfig.TRACK_BODY, errors=(400, 401, 403, 404, 409, 413)),
+    openapi_extra=described(body=rconfig.TRACK_BODY, errors=(400, 401, 403, 404, 409, 413, 503)),
 )
 async def start_track_recording(request: Request, account_id: str, app_id: str) -> Response:
     caller, app = await authorize(request, account_id, app_id)

@@ -19,6 +19,7 @@ ERROR_STATUSES = {
     "405": "Method not allowed",
     "409": "Conflicts with the current state",
     "413": "Body over 1 MiB",
+    "503": "Not enough free disk space to record now (see retry-after)",
 }
 
 
