@@ -66,7 +66,7 @@ class Peer:
     closing: bool = False
     # Serialises the session writes of joining and leaving, which may race.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _slot_watchers: set[asyncio.Future[None]] = field(default_factory=set)
+    _slot_watchers: set[asyncio.Future[None]] = field(default_factory=set, init=False, repr=False)
 
     @property
     def id(self) -> str:

@@ -4,7 +4,8 @@ Slot rule (meetings.md §8): each receive section of a peer carries one other pa
 its kind, taken in join order. Published tracks are listed in the order their peers joined (connected);
 a peer's empty slot takes the earliest listed track of its kind (and codec) that is not its own and not
 already on another of its slots. When a publisher leaves, its slots are freed and refilled the same way,
-so participants beyond the offered sections move in as others leave.
+so participants beyond the offered sections move in as others leave. Every change of who is on a slot
+wakes that peer's watchers (`Peer.next_slot_change`: the join page's slot stream).
 
 The room also tells its listeners (`RoomSource`s) what happens, and keeps the session rows in step:
 `peer_joined` when a peer connects, `peer_left` when it goes (unless the caller already recorded it).
