@@ -55,6 +55,7 @@ from recordkit.meetings.tokens import ParticipantTokens
 from recordkit.node import new_node_id
 from recordkit.recorder.composite import RecorderSettings
 from recordkit.recorder.spool import MB, DiskFloor
+from recordkit.recording.capacity import COMPOSITE_UNITS, TRACK_UNITS, CaptureSlots
 from recordkit.recording.drain import drain
 from recordkit.recording.ownership import Recorders
 from recordkit.recording.reconciler import Reconciler
@@ -156,7 +157,9 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
         reports=reports,
         recorders=recorders,
         reconciler=reconciler,
-        work=WorkContext(reports, recorders, media, bucket, settings, recorder_settings),
+        work=WorkContext(
+            reports, recorders, media, bucket, settings, recorder_settings, CaptureSlots(settings.max_recordings)
+        ),
         session_events=session_events,
         media=media,
         apps=AppDirectory(db),
@@ -166,7 +169,9 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
 
 def _job_engine(settings: Settings, db: Database, bus: Bus, node_id: str) -> JobEngine:
     """The embedded runner on SQLite (one process owns the file); procrastinate on PostgreSQL."""
-    concurrency = {"record": settings.max_recordings, "upload": settings.max_uploads}
+    # As many record jobs as could capture at once if all were track recordings; `CaptureSlots` weighs them.
+    record_jobs = settings.max_recordings * COMPOSITE_UNITS // TRACK_UNITS
+    concurrency = {"record": record_jobs, "upload": settings.max_uploads}
     scale = settings.retry_delay_scale
     if settings.is_sqlite:
         return EmbeddedJobs(db, bus, JOB_KINDS, node_id, concurrency, retry_scale=scale)

@@ -15,6 +15,7 @@ from recordkit.meetings.sessions import live_session
 from recordkit.recorder.composite import Ending, RecorderHooks
 from recordkit.recorder.spool import spool_dir
 from recordkit.recorder.track import MAX_TRACK_SECONDS, TrackPlan, TrackRecorder
+from recordkit.recording.capacity import TRACK_UNITS
 from recordkit.recording.lifecycle import IllegalTransition
 from recordkit.recording.reports import CaptureReports
 from recordkit.recording.rows import ALL_PEERS_LEFT, INTERNAL_ERROR, MAX_SECONDS_REACHED
@@ -25,8 +26,13 @@ log = logging.getLogger(__name__)
 
 
 async def record_tracks(context: WorkContext, recording_id: str, max_duration_s: float = MAX_TRACK_SECONDS) -> None:
-    """Record until the recording is stopped; a recording no longer INVOKED, or held by another process, is left
-    alone."""
+    """Once this process has room for a track recording, record until it is stopped; a recording no longer
+    INVOKED, or held by another process, is left alone."""
+    async with context.capture_slots.held(TRACK_UNITS):
+        await _record_tracks(context, recording_id, max_duration_s)
+
+
+async def _record_tracks(context: WorkContext, recording_id: str, max_duration_s: float) -> None:
     recording = await context.recorders.claim(recording_id)
     if recording is None:
         return

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from recordkit.config import Settings
 from recordkit.meetings.media.plane import MediaPlane
 from recordkit.recorder.composite import RecorderSettings
+from recordkit.recording.capacity import CaptureSlots
 from recordkit.recording.ownership import Recorders
 from recordkit.recording.reports import CaptureReports
 from recordkit.storage.bucket import LocalBucket
@@ -14,8 +15,8 @@ from recordkit.storage.bucket import LocalBucket
 
 @dataclass(frozen=True)
 class WorkContext:
-    """The database (through `reports`), this process's recorders and media plane, the built-in bucket and the
-    settings."""
+    """The database (through `reports`), this process's recorders, capture budget and media plane, the built-in
+    bucket and the settings."""
 
     reports: CaptureReports
     recorders: Recorders
@@ -23,3 +24,4 @@ class WorkContext:
     bucket: LocalBucket
     settings: Settings
     recorder_settings: RecorderSettings
+    capture_slots: CaptureSlots

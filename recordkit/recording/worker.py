@@ -9,6 +9,7 @@ from recordkit.jobs.kinds import JobKind, RetryPolicy
 from recordkit.recorder.composite import Ending, Recorder, RecorderHooks
 from recordkit.recorder.plan import OutputPlan
 from recordkit.recorder.spool import spool_dir
+from recordkit.recording.capacity import COMPOSITE_UNITS
 from recordkit.recording.lifecycle import IllegalTransition
 from recordkit.recording.reports import CaptureReports
 from recordkit.recording.rows import ALL_PEERS_LEFT, INTERNAL_ERROR, MAX_SECONDS_REACHED
@@ -18,8 +19,13 @@ log = logging.getLogger(__name__)
 
 
 async def record(context: WorkContext, recording_id: str) -> None:
-    """Record until the recording is stopped; a recording no longer INVOKED, or held by another process, is left
-    alone."""
+    """Once this process has room for a composite, record until the recording is stopped; a recording no longer
+    INVOKED, or held by another process, is left alone."""
+    async with context.capture_slots.held(COMPOSITE_UNITS):
+        await _record(context, recording_id)
+
+
+async def _record(context: WorkContext, recording_id: str) -> None:
     recording = await context.recorders.claim(recording_id)
     if recording is None:
         return
