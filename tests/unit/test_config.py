@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from recordkit.app import build_services
 from recordkit.config import UnsafeDataDir, build_settings, load_credentials, normalise_database_url
+from recordkit.meetings.media.bitstream import FrameSize
 
 
 def test_credentials_are_generated_once_and_kept(tmp_path: Path) -> None:
@@ -138,3 +140,13 @@ def test_fetch_allow_is_a_list_of_networks(tmp_path: Path) -> None:
     for bad, why in (("10.0.0.1/8", "host bits set"), ("10.0.0.0/33", "10.0.0.0/33"), ("intranet", "intranet")):
         with pytest.raises(ValueError, match=f"RECORDKIT_FETCH_ALLOW must be comma-separated CIDRs.*{why}"):
             build_settings(tmp_path, environ={"RECORDKIT_FETCH_ALLOW": f"127.0.0.0/8,{bad}"})
+
+
+def test_the_largest_decoded_picture_is_a_setting_that_reaches_the_recorders_readers(tmp_path: Path) -> None:
+    settings, _ = build_settings(tmp_path, environ={"RECORDKIT_MEDIA_MAX_FRAME_SIZE": "1280X720"})
+    assert settings.media.max_frame_size == FrameSize(1280, 720)
+    assert build_services(settings).media.open_source("meeting").max_frame_size == FrameSize(1280, 720)
+    assert build_settings(tmp_path, environ={})[0].media.max_frame_size == FrameSize(1920, 1080)
+    for text in ("1920", "0x0", "1920x1080x3", "20000x100", "-5x10"):
+        with pytest.raises(ValueError, match="RECORDKIT_MEDIA_MAX_FRAME_SIZE"):
+            build_settings(tmp_path, environ={"RECORDKIT_MEDIA_MAX_FRAME_SIZE": text})

@@ -183,7 +183,7 @@ class MediaPlane:
     def open_source(self, meeting_id: str) -> RoomSource:
         """A `MediaSource` over the meeting's room (the recorder's in-process view); close it when done."""
         room = self.room(meeting_id)
-        return RoomSource(room, on_close=lambda: self._forget_if_idle(room))
+        return RoomSource(room, self.settings.max_frame_size, on_close=lambda: self._forget_if_idle(room))
 
     async def close(self) -> None:
         """Disconnect everyone (recording their leave) and stop the timers; for shutdown."""

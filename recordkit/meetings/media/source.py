@@ -24,6 +24,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol
 
+from recordkit.meetings.media.bitstream import DEFAULT_MAX_FRAME_SIZE, FrameSize
 from recordkit.meetings.media.events import (
     ParticipantInfo,
     ParticipantJoined,
@@ -123,8 +124,11 @@ class MediaSource(Protocol):
 class RoomSource:
     """The `MediaSource` of a room in this process."""
 
-    def __init__(self, room: Room, on_close: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, room: Room, max_frame_size: FrameSize = DEFAULT_MAX_FRAME_SIZE, on_close: Callable[[], None] | None = None
+    ) -> None:
         self.room = room
+        self.max_frame_size = max_frame_size
         self._on_close = on_close
         self._open: list[EventStream | PacketReader | FrameReader] = []
         self._closed = False
@@ -151,7 +155,7 @@ class RoomSource:
         return reader
 
     def frames(self, track_id: str) -> FrameReader:
-        reader = FrameReader(self._track(track_id))
+        reader = FrameReader(self._track(track_id), max_frame_size=self.max_frame_size)
         self._open.append(reader)
         return reader
 
