@@ -135,9 +135,11 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
     reports = CaptureReports(db, jobs, bus)
     recorders = Recorders(db, bus, reports, node_id)
     stalled = partial(engine.retry_stalled, ["upload"]) if isinstance(engine, ProcrastinateJobs) else None
-    reconciler = Reconciler(db, bus, jobs, reports, recorders, settings.data_dir, settings.invoked_timeout_s, stalled)
-    session_events = SessionEvents(started=recordings.on_session_started, ended=recordings.on_session_ended)
     bucket = LocalBucket(settings.bucket_dir, creds.signing_key, settings.public_url)
+    reconciler = Reconciler(
+        db, bus, jobs, reports, recorders, settings.data_dir, bucket, settings.invoked_timeout_s, stalled
+    )
+    session_events = SessionEvents(started=recordings.on_session_started, ended=recordings.on_session_ended)
     media = MediaPlane(db, session_events, settings.media)
     recorder_settings = RecorderSettings(
         empty_start_min_s=settings.empty_meeting_timeout_s,
@@ -191,6 +193,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
             await services.engine.start(services.work)
         # What a crash left behind is recovered before the API takes new work.
         await services.reconciler.pass_once()
+        await services.reconciler.remove_leftover_parts()
         background = [
             asyncio.create_task(services.reconciler.run_forever(RECONCILE_EVERY_S)),
             asyncio.create_task(services.recorders.renew_forever()),

@@ -9,6 +9,7 @@ It runs a pass at start and every few seconds, over every unfinished recording:
   else with INTERNAL_ERROR, and the file is uploaded. A track recording's files likewise (ERRORED if it had
   none); its manifest is rebuilt from the file names at upload.
 - UPLOADING with no upload job → an upload job again.
+At start, `.part` files that cut-short moves into the bucket left behind for finished recordings are deleted.
 A stop or a session's end that finds no live owner is recovered at once, not at the next pass. One failing
 recording never stops a pass: it is logged and the pass goes on.
 """
@@ -36,6 +37,7 @@ from recordkit.recording.lifecycle import CAPTURING, Kind, Status
 from recordkit.recording.ownership import STOPPED, Recorders, owner_is_live
 from recordkit.recording.reports import CaptureReports
 from recordkit.recording.rows import INTERNAL_ERROR
+from recordkit.storage.bucket import LocalBucket
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +71,12 @@ class Reconciler:
         reports: CaptureReports,
         recorders: Recorders,
         data_dir: Path,
+        bucket: LocalBucket,
         invoked_timeout_s: float,
         retry_stalled_jobs: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         self.db = db
+        self.bucket = bucket
         self.jobs = jobs
         self.reports = reports
         self.recorders = recorders
@@ -110,6 +114,28 @@ class Reconciler:
                 await self._reconcile(recording, pending, now)
             except Exception:
                 log.exception("reconciling recording %s failed; going on with the others", recording.id)
+
+    async def remove_leftover_parts(self) -> int:
+        """Delete the `.part` files of finished recordings (a move into the bucket that a crash or a failed upload
+        cut short; an unfinished recording's upload completes or replaces its own); how many."""
+        parts = await asyncio.to_thread(self.bucket.part_files)
+        if not parts:
+            return 0
+        async with self.db.read() as session:
+            finished = set(
+                (
+                    await session.execute(
+                        select(Recording.id).where(
+                            Recording.id.in_({rid for rid, _ in parts}), Recording.status.not_in(UNFINISHED)
+                        )
+                    )
+                ).scalars()
+            )
+        leftovers = [path for rid, path in parts if rid in finished]
+        for path in leftovers:
+            log.info("removing %s, left by an unfinished move into the bucket", path)
+            path.unlink(missing_ok=True)
+        return len(leftovers)
 
     async def _reconcile(self, recording: Recording, pending: set[tuple[str, str]], now: datetime) -> None:
         status = Status(recording.status)

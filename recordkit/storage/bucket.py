@@ -61,6 +61,14 @@ class LocalBucket:
             return []
         return sorted(entry.name for entry in self.root.iterdir() if entry.is_dir() and SAFE_NAME.fullmatch(entry.name))
 
+    def part_files(self) -> list[tuple[str, Path]]:
+        """(recording id, path) of every `.part` file: the first half of a move into the bucket (upload.py)."""
+        return [
+            (recording_id, path)
+            for recording_id in self.recording_ids()
+            for path in (self.root / recording_id).glob("*.part")
+        ]
+
     def delete(self, recording_id: str) -> None:
         """Delete a recording's folder and every file in it (nothing when it is not there)."""
         if SAFE_NAME.fullmatch(recording_id):

@@ -75,6 +75,29 @@ async def test_a_move_cut_between_its_two_renames_is_completed(api: Api, app_id:
     assert sorted(path.name for path in target.parent.iterdir()) == [target.name], "no .part left"
 
 
+async def test_leftover_parts_of_finished_recordings_are_removed_and_an_uploading_ones_kept(
+    api: Api, app_id: str
+) -> None:
+    """A copy into the bucket cut short leaves `<name>.part` next to nothing; once the recording is finished
+    nothing will complete it."""
+    finished = await recording_in(api, app_id, "UPLOADING")
+    spool_file(api, finished)
+    await upload(api.services.work, finished["id"])
+    uploading = await recording_in(api, app_id, "UPLOADING")
+    parts = []
+    for recording in (finished, uploading):
+        target = api.services.bucket.path(recording["id"], recording["output_file_name"])
+        assert target is not None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        parts.append(target.with_name(target.name + ".part"))
+        parts[-1].write_bytes(b"half a copy")
+    assert await api.services.reconciler.remove_leftover_parts() == 1
+    assert not parts[0].exists() and parts[1].exists()
+    assert api.services.bucket.path(finished["id"], finished["output_file_name"]).exists(), "the file itself stays"
+    await upload(api.services.work, uploading["id"])
+    assert not parts[1].exists()
+
+
 async def test_separate_and_audio_only_files(api: Api, app_id: str) -> None:
     both = await recording_in(api, app_id, "UPLOADING", audio_config={"codec": "MP3"})
     spool_file(api, both)
