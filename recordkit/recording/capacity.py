@@ -1,10 +1,11 @@
 """How much capturing this process takes on at once (`RECORDKIT_MAX_RECORDINGS`), weighed by kind.
 
 `RECORDKIT_MAX_RECORDINGS` counts composite recordings. A track recording stores its tracks as they came,
-without decoding or encoding: about 0.003 core per recorded track (bench/track_cost.py), so 0.025 core for
-four participants' audio and video, against 0.45-0.65 core for a two-person composite (bench/recording_cost.py).
-It weighs a quarter of a composite all the same (`TRACK_UNITS` of `COMPOSITE_UNITS`): its cost grows with the
-participants, and each track is a file open and written on the spool's disk.
+without decoding or encoding: 0.001 core per audio and 0.004 per video track (bench/track_cost.py), so about
+0.02 core for four participants' audio and video, against 0.45-0.65 core for a two-person composite
+(bench/recording_cost.py). It weighs a quarter of a composite all the same (`TRACK_UNITS` of
+`COMPOSITE_UNITS`): its cost grows with the participants, and each track is a file open and written on the
+spool's disk.
 
 A record job holds its recording's weight from before it claims the row until its recorder ends; a job that
 finds too little left waits, first come first served, and its recording waits `INVOKED` meanwhile
