@@ -15,7 +15,11 @@ set -euo pipefail
 #   for this platform); cheap to check, painful to discover missing mid-install.
 #   postgresql: server binaries; tests start a throwaway cluster when nothing answers
 #   on 127.0.0.1:5432 (see tests/support/postgres.py).
+#   openssh-server: the SFTP tests start their own sshd; node + npm: the Azure tests' azurite (below).
 APT_PACKAGES="python3-venv python3-pip python3-dev build-essential postgresql curl ffmpeg chromium fonts-dejavu-core"
+APT_PACKAGES="$APT_PACKAGES openssh-server"
+# A machine may have Node.js from elsewhere (nodesource bundles npm, and Debian's npm would conflict with it).
+command -v npm >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES nodejs npm"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -79,4 +83,16 @@ if [[ "$want" != "$have" ]]; then
     printf '%s\n' "$want" > "$STAMP.tmp"
     mv -f "$STAMP.tmp" "$STAMP"
     log "done"
+fi
+
+# --- test servers from npm ------------------------------------------------------------
+# azurite (the Azure Blob emulator of the storage tests), in .tools/ of this checkout. 3.35.0 runs on the
+# Node.js 18 of Debian 12; later releases want Node 21+.
+AZURITE_VERSION=3.35.0
+AZURITE="$ROOT/.tools/node_modules/.bin/azurite-blob"
+if [[ ! -x "$AZURITE" ]] || [[ "$(cat "$ROOT/.tools/.azurite-version" 2>/dev/null)" != "$AZURITE_VERSION" ]]; then
+    log "installing azurite $AZURITE_VERSION into .tools/"
+    mkdir -p "$ROOT/.tools"
+    npm install --silent --no-audit --no-fund --prefix "$ROOT/.tools" "azurite@$AZURITE_VERSION" >/dev/null
+    printf '%s\n' "$AZURITE_VERSION" > "$ROOT/.tools/.azurite-version"
 fi
