@@ -9,6 +9,7 @@ import importlib.util
 import logging
 import os
 import secrets
+import signal
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -289,3 +290,23 @@ async def test_stat_and_delete(sshd: Sshd, tmp_path: Path) -> None:
         assert not (sshd.login_dir() / key).exists()
         await store.delete(key)  # already gone: nothing to do
         assert await store.stat(key) is None
+
+
+async def test_a_dropped_connection_is_replaced_at_the_next_call(sshd: Sshd, tmp_path: Path) -> None:
+    source = random_file(tmp_path, 2 * PART)
+    config = key_config(sshd)
+    key = object_key(config["path"], NAME)
+    async with opened(config) as store:
+        await store.put(source, key)
+        # sshd serves each connection from a child process: killing ours is the network dropping it.
+        children = sshd.session_pids()
+        assert children, "no session process found under sshd"
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        # The call that meets the dead connection may fail (retries are the upload job's); the store must not
+        # stay broken: the one after it reconnects.
+        with contextlib.suppress(StoreError):
+            await store.delete(key)
+        stored = await store.put(source, key)
+    assert stored.checksum == f"sha256:{sha256(source)}"
+    assert sha256(sshd.login_dir() / key) == sha256(source)

@@ -60,6 +60,11 @@ class Sshd:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def session_pids(self) -> list[int]:
+        """The processes serving open connections: sshd forks one child per connection (Linux /proc)."""
+        pid = self.process.pid
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
     def stop(self) -> None:
         """Stop the listener (idempotent); open sessions, which are child processes, end with their clients."""
         if self.process.poll() is None:
