@@ -11,6 +11,7 @@ committed block list (ids and sizes, in order) match what was read from the file
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import logging
 from collections.abc import Mapping
@@ -92,14 +93,17 @@ class AzureStore:
         plain = self._container().get_blob_client(key).url.split("?", 1)[0]
         if not (self._account_name and self._account_key):
             return plain
-        sas = generate_blob_sas(
-            self._account_name,
-            self._container_name,
-            key,
-            account_key=self._account_key,
-            permission=BlobSasPermissions(read=True),
-            expiry=datetime.fromtimestamp(expires_s, UTC),
-        )
+        try:
+            sas = generate_blob_sas(
+                self._account_name,
+                self._container_name,
+                key,
+                account_key=self._account_key,
+                permission=BlobSasPermissions(read=True),
+                expiry=datetime.fromtimestamp(expires_s, UTC),
+            )
+        except ValueError:  # the key is not base64
+            raise StoreError(self._destination, "InvalidAccountKey", f"url {key}") from None
         return f"{plain}?{sas}"
 
     async def close(self) -> None:
@@ -116,8 +120,8 @@ class AzureStore:
                     # The SDK's default retries wait 15 s and more; the upload job retries the whole `put` on
                     # its own schedule, so the client only rides out a brief hiccup of one request.
                     retry_policy=LinearRetry(backoff=1, retry_total=2, random_jitter_range=0),
+                    # `upload_blob` would cut a body above its own limit (64 MiB) into blocks: `put` decides.
                     max_single_put_size=self._part_size,
-                    max_block_size=self._part_size,
                     # azure-core logs every request at INFO (URL and headers, secrets redacted): that is
                     # debugging detail, not a service event.
                     http_logging_level=logging.DEBUG,
@@ -128,12 +132,11 @@ class AzureStore:
         return self._service.get_container_client(self._container_name)
 
     async def _put_single(self, source: Path, key: str) -> StoredObject:
-        data = await asyncio.to_thread(source.read_bytes)
-        md5 = hashlib.md5(data).digest()
-        blob = self._container().get_blob_client(key)
-        # `validate_content` sends the body's Content-MD5: the service refuses a body that does not match it
-        # and keeps it as the blob's MD5, so the properties below confirm the service's own hash.
-        await blob.upload_blob(data, overwrite=True, validate_content=True)
+        data, md5 = await asyncio.to_thread(_read_hashed, source)
+        # The body's Content-MD5 (hashed off the event loop, unlike the SDK's `validate_content`): the
+        # service refuses a body that does not match it and keeps it as the blob's MD5, so the properties
+        # below confirm the service's own hash.
+        await self._container().get_blob_client(key).upload_blob(data, overwrite=True, headers=_content_md5(md5))
         return await self._verified(key, len(data), md5)
 
     async def _put_blocks(self, source: Path, key: str, size: int) -> StoredObject:
@@ -143,31 +146,31 @@ class AzureStore:
         sent: list[tuple[str, int]] = []
         slots = asyncio.Semaphore(BLOCKS_IN_FLIGHT)
 
-        async def stage(block_id: str, chunk: bytes) -> None:
+        async def stage(block_id: str, chunk: bytes, chunk_md5: bytes) -> None:
             try:
                 # Each block carries its own Content-MD5, which the service checks before keeping it.
-                await blob.stage_block(block_id, chunk, validate_content=True)
+                await blob.stage_block(block_id, chunk, headers=_content_md5(chunk_md5))
             finally:
                 slots.release()
 
-        def read_block(handle: BinaryIO) -> bytes:
+        def read_block(handle: BinaryIO) -> tuple[bytes, bytes]:
             chunk = handle.read(block_size)
             whole.update(chunk)
-            return chunk
+            return chunk, hashlib.md5(chunk).digest()
 
         with await asyncio.to_thread(source.open, "rb") as handle:
             try:
                 async with asyncio.TaskGroup() as group:
                     while True:
                         await slots.acquire()
-                        chunk = await asyncio.to_thread(read_block, handle)
+                        chunk, chunk_md5 = await asyncio.to_thread(read_block, handle)
                         if not chunk:
                             break
                         # Equal-length ids, as Azure requires within one blob; a new upload's list replaces
                         # whatever an earlier, cut-short attempt staged.
                         block_id = f"{len(sent):06d}"
                         sent.append((block_id, len(chunk)))
-                        group.create_task(stage(block_id, chunk))
+                        group.create_task(stage(block_id, chunk, chunk_md5))
             except ExceptionGroup as failed:
                 raise failed.exceptions[0] from None
         md5 = whole.digest()
@@ -203,6 +206,16 @@ class AzureStore:
         return StoreError(self._destination, type(_root_cause(exc)).__name__, f"{action} {key}")
 
 
+def _read_hashed(source: Path) -> tuple[bytes, bytes]:
+    data = source.read_bytes()
+    return data, hashlib.md5(data).digest()
+
+
+def _content_md5(md5: bytes) -> dict[str, str]:
+    """The request header with which the service checks a body (`validate_content` would hash on the loop)."""
+    return {"Content-MD5": base64.b64encode(md5).decode()}
+
+
 def _connection_fields(connection_string: str) -> dict[str, str]:
     """The `Name=value` fields of a connection string, names upper-cased as the SDK reads them."""
     fields = (part.split("=", 1) for part in connection_string.split(";") if "=" in part)
@@ -210,7 +223,8 @@ def _connection_fields(connection_string: str) -> dict[str, str]:
 
 
 def _error_code(exc: HttpResponseError) -> str:
-    code = exc.error_code
+    # Errors raised before any answer (an account key that is not base64 cannot sign) have no code.
+    code = getattr(exc, "error_code", None)
     return str(getattr(code, "value", code) or "")
 
 

@@ -233,6 +233,22 @@ async def test_malformed_connection_string_is_a_store_error(azurite: Azurite, tm
     assert_no_secret([secret], failed.value, store, "")
 
 
+async def test_account_key_that_is_not_base64_is_a_store_error(azurite: Azurite, tmp_path: Path) -> None:
+    secret = "not-base64-" + "k" * 21
+    store = AzureStore(azure_config(azurite, azurite.connection_string_with(secret)), SETTINGS)
+    try:
+        with pytest.raises(StoreError) as put_failed:
+            await store.put(random_file(tmp_path, 10), KEY_NAME)
+        with pytest.raises(StoreError) as url_failed:
+            store.url(KEY_NAME, int(time.time()) + 3600)
+    finally:
+        await store.close()
+    assert put_failed.value.kind == "AzureSigningError"
+    assert url_failed.value.kind == "InvalidAccountKey"
+    for error in (put_failed.value, url_failed.value):
+        assert_no_secret([secret], error, store, "")
+
+
 async def test_stopped_server_is_a_connection_error(tmp_path: Path) -> None:
     source = random_file(tmp_path, 2048)
     with azurite_server() as server:
