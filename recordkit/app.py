@@ -69,6 +69,7 @@ from recordkit.schema import ValidationFailed
 from recordkit.storage.bucket import LocalBucket
 from recordkit.storage.retention import delete_expired_forever
 from recordkit.storage.secrets import SecretBox
+from recordkit.storage.store import UploadSettings
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,15 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
         recorders=recorders,
         reconciler=reconciler,
         work=WorkContext(
-            reports, recorders, media, bucket, settings, recorder_settings, CaptureSlots(settings.max_recordings)
+            reports=reports,
+            recorders=recorders,
+            media=media,
+            bucket=bucket,
+            settings=settings,
+            recorder_settings=recorder_settings,
+            capture_slots=CaptureSlots(settings.max_recordings),
+            secrets=secrets,
+            upload_settings=UploadSettings(part_size=settings.upload_part_mb * MB),
         ),
         session_events=session_events,
         media=media,

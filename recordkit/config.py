@@ -80,6 +80,8 @@ class Settings:
     max_uploads: int = 4
     # Free space the spool's disk keeps: below it no recording starts (503) and capturing ones stop.
     min_free_mb: int = 1024
+    # Files larger than this go to external stores in parts of this size (multipart, blocks, resumable).
+    upload_part_mb: int = 16
     # How long a graceful shutdown may take to finish its recordings and their uploads.
     drain_timeout_s: float = 30.0
     # Multiplies every job retry delay (1 in production; tests shorten the waits).
@@ -253,6 +255,7 @@ def build_settings(
         max_recordings=int(env.get("RECORDKIT_MAX_RECORDINGS") or default_max_recordings(os.cpu_count())),
         max_uploads=int(env.get("RECORDKIT_MAX_UPLOADS") or 4),
         min_free_mb=min_free_mb(env),
+        upload_part_mb=upload_part_mb(env),
         drain_timeout_s=float(env.get("RECORDKIT_DRAIN_TIMEOUT_S") or 30),
         retry_delay_scale=float(env.get("RECORDKIT_RETRY_DELAY_SCALE") or 1),
         fetch_allow=fetch_allow(env),
@@ -270,6 +273,15 @@ def min_free_mb(environ: Mapping[str, str]) -> int:
     text = environ.get("RECORDKIT_MIN_FREE_MB") or "1024"
     if not text.isdigit():
         raise ValueError(f"RECORDKIT_MIN_FREE_MB must be a whole number of megabytes, not {text!r}")
+    return int(text)
+
+
+def upload_part_mb(environ: Mapping[str, str]) -> int:
+    """`RECORDKIT_UPLOAD_PART_MB`: the part size of uploads to external stores, 5-5120 MB (S3's bounds; default
+    16)."""
+    text = environ.get("RECORDKIT_UPLOAD_PART_MB") or "16"
+    if not text.isdigit() or not 5 <= int(text) <= 5120:
+        raise ValueError(f"RECORDKIT_UPLOAD_PART_MB must be a whole number of megabytes in 5-5120, not {text!r}")
     return int(text)
 
 

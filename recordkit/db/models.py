@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, Index, Integer, MetaData, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -234,3 +246,25 @@ class QueuedJob(Base):
     updated_at: Mapped[datetime]
 
     __table_args__ = (Index(None, "status", "run_after", "id"), Index(None, "recording_id", "kind"))
+
+
+class StoreUpload(Base):
+    """A recording's files going to one external destination (`storage_config`): what was tried, what failed
+    last (its destination and error class, never a secret) and, per file, what the target confirmed."""
+
+    __tablename__ = "store_uploads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recording_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    # Where, in words without secrets: `aws bucket team-recordings`.
+    destination: Mapped[str] = mapped_column(String(1024))
+    # pending → confirmed | failed.
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # {file_name: {"key": ..., "size": ..., "checksum": ...}} for every file the target confirmed.
+    confirmed: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("recording_id", "destination"),)

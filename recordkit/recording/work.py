@@ -11,6 +11,8 @@ from recordkit.recording.capacity import CaptureSlots
 from recordkit.recording.ownership import Recorders
 from recordkit.recording.reports import CaptureReports
 from recordkit.storage.bucket import LocalBucket
+from recordkit.storage.secrets import SecretBox
+from recordkit.storage.store import UploadSettings
 
 
 @dataclass(frozen=True)
@@ -25,3 +27,6 @@ class WorkContext:
     settings: Settings
     recorder_settings: RecorderSettings
     capture_slots: CaptureSlots
+    # Opens a recording's sealed storage secrets, for the upload to its external store.
+    secrets: SecretBox
+    upload_settings: UploadSettings

@@ -8,15 +8,18 @@ from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from recordkit.clock import parse_iso8601, utcnow
-from recordkit.db.models import Recording
+from recordkit.db.models import Recording, StoreUpload
 from recordkit.meetings.sessions import peer_joined
 from recordkit.recorder.manifest import Manifest, ManifestFile, manifest_file_name, read_manifest, write_manifest
 from recordkit.recorder.spool import spool_dir
 from recordkit.recording.config import track_file_name
-from recordkit.recording.upload import upload
+from recordkit.recording.delivery import DeliveryFailed
+from recordkit.recording.upload import upload, upload_gave_up
 from tests.helpers import Api
+from tests.support.server import free_port
 
 
 @pytest.fixture(scope="module")
@@ -114,19 +117,40 @@ async def test_separate_and_audio_only_files(api: Api, app_id: str) -> None:
     assert done["output_file_name"].endswith(".m4a") and done["audio_download_url"] == done["download_url"]
 
 
-async def test_missing_file_or_unsupported_store_errors_but_keeps_what_exists(api: Api, app_id: str) -> None:
+async def test_a_missing_file_errors(api: Api, app_id: str) -> None:
     lost = await recording_in(api, app_id, "UPLOADING")
     await upload(api.services.work, lost["id"])
     errored = await api.ok("GET", f"/{app_id}/recordings/{lost['id']}")
     assert errored["status"] == "ERRORED" and errored["download_url"] is None
 
-    storage = {"type": "aws", "access_key": "AKIA", "secret": "s", "bucket": "b", "region": "eu-west-1"}
+
+async def test_a_store_that_keeps_failing_errors_naming_it_and_keeps_the_linked_built_in_copy(
+    api: Api, app_id: str
+) -> None:
+    port = free_port()  # nothing listens there
+    storage = {
+        "type": "aws", "access_key": "AKIAEXAMPLEKEYID", "secret": "wJalrXUtnFEMI-very-secret", "bucket": "b",
+        "region": "eu-west-1", "endpoint": f"http://127.0.0.1:{port}",
+    }  # fmt: skip
     external = await recording_in(api, app_id, "UPLOADING", storage_config=storage)
     spool_file(api, external)
-    await upload(api.services.work, external["id"])
+    with pytest.raises(DeliveryFailed) as failed:
+        await upload(api.services.work, external["id"])
+    assert f"127.0.0.1:{port}" in str(failed.value) and storage["secret"] not in str(failed.value)
+    await upload_gave_up(api.services.work, external["id"], failed.value)
     errored = await api.ok("GET", f"/{app_id}/recordings/{external['id']}")
     assert errored["status"] == "ERRORED" and errored["download_url"] is not None, "the built-in copy stays"
     assert errored["stop_reason"]["reason"] == "API_CALL", "an upload failure does not rewrite stop_reason"
+    downloaded = await api.client.get(errored["download_url"].removeprefix("http://testserver"))
+    assert downloaded.status_code == 200
+    async with api.services.db.read() as session:
+        recording = await session.get(Recording, external["id"])
+        rows = (await session.execute(select(StoreUpload).where(StoreUpload.recording_id == external["id"]))).all()
+    assert recording is not None and recording.error_reason == str(failed.value)
+    assert recording.storage_secrets is None, "a terminal recording keeps no secret"
+    ((row,),) = rows
+    assert (row.status, row.attempts, row.confirmed) == ("failed", 1, {})
+    assert storage["secret"] not in (row.last_error or "") and storage["access_key"] not in (row.last_error or "")
 
 
 async def test_restart_finishes_what_was_recording(api: Api, app_id: str) -> None:

@@ -42,7 +42,7 @@ class SeaweedFailed(RuntimeError):
     """`weed mini` exited or did not accept a put in time; the message carries its log."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class SeaweedS3:
     endpoint: str
     access_key: str
@@ -51,6 +51,20 @@ class SeaweedS3:
     region: str
     log_path: Path
     process: subprocess.Popen[bytes]
+    work: Path
+    args: list[str]
+
+    def start(self) -> None:
+        """Start the server again after `stop()`: same ports, identity and data, so clients see it come back."""
+        if self.process.poll() is None:
+            return
+        _remove_grpc_sockets(self.grpc_ports)  # left by the stopped one; a new socket cannot bind over them
+        self.process = _spawn(self.args, self.work, self.log_path)
+        _wait_ready(self)
+
+    @property
+    def grpc_ports(self) -> list[int]:
+        return [int(arg.split("=")[1]) for arg in self.args if ".port.grpc=" in arg]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -123,20 +137,22 @@ def seaweedfs_s3(parent_dir: Path | None = None, bucket: str = "recordings") -> 
         args += [f"-{name}.port={http_port}", f"-{name}.port.grpc={grpc_port}"]
     log_path = work / "weed.log"
     endpoint = f"http://127.0.0.1:{ports['s3'][0]}"
-    with log_path.open("wb") as log:
-        # TMPDIR keeps weed's glog files in `work` (its gRPC sockets ignore it: see _remove_grpc_sockets).
-        env = {**os.environ, "TMPDIR": str(work)}
-        process = subprocess.Popen(
-            args, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    server = SeaweedS3(endpoint, access_key, secret, bucket, "us-east-1", log_path, process)
+    process = _spawn(args, work, log_path)
+    server = SeaweedS3(endpoint, access_key, secret, bucket, "us-east-1", log_path, process, work, args)
     try:
         _wait_ready(server)
         yield server
     finally:
-        _stop(process)
-        _remove_grpc_sockets([grpc_port for _, grpc_port in ports.values()])
+        _stop(server.process)
+        _remove_grpc_sockets(server.grpc_ports)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _spawn(args: list[str], work: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        # TMPDIR keeps weed's glog files in `work` (its gRPC sockets ignore it: see _remove_grpc_sockets).
+        env = {**os.environ, "TMPDIR": str(work)}
+        return subprocess.Popen(args, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _wait_ready(server: SeaweedS3) -> None:
