@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from recordkit.config import Settings, UnsafeDataDir, build_settings
+from recordkit.vendor_logs import hold_vendor_loggers_at_info
 
 # Everything recordkit writes under its data dir — the SQLite file and its -wal/-shm, the spool, the bucket,
 # the keys — is created through this process (PyAV and SQLite included), so one process-wide umask makes every
@@ -17,6 +18,7 @@ PRIVATE_UMASK = 0o077
 
 def main(argv: list[str] | None = None) -> None:
     os.umask(PRIVATE_UMASK)
+    hold_vendor_loggers_at_info()
     parser = argparse.ArgumentParser(prog="recordkit", description="Self-hosted RealtimeKit recordings.")
     commands = parser.add_subparsers(dest="command", required=True)
 
