@@ -24,6 +24,7 @@ from azure.core.exceptions import AzureError, HttpResponseError
 from azure.storage.blob import BlobSasPermissions, ContentSettings, generate_blob_sas
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, LinearRetry
 
+from recordkit.storage.media_types import content_type
 from recordkit.storage.store import StoredObject, StoreError, UploadSettings
 
 # Azure refuses a block list of more than 50,000 blocks: a file that large goes up in bigger blocks.
@@ -136,7 +137,9 @@ class AzureStore:
         # The body's Content-MD5 (hashed off the event loop, unlike the SDK's `validate_content`): the
         # service refuses a body that does not match it and keeps it as the blob's MD5, so the properties
         # below confirm the service's own hash.
-        await self._container().get_blob_client(key).upload_blob(data, overwrite=True, headers=_content_md5(md5))
+        await self._container().get_blob_client(key).upload_blob(
+            data, overwrite=True, headers=_content_md5(md5), content_settings=ContentSettings(content_type(key))
+        )
         return await self._verified(key, len(data), md5)
 
     async def _put_blocks(self, source: Path, key: str, size: int) -> StoredObject:
@@ -175,9 +178,8 @@ class AzureStore:
                 raise failed.exceptions[0] from None
         md5 = whole.digest()
         total = sum(length for _, length in sent)
-        await blob.commit_block_list(
-            [block_id for block_id, _ in sent], content_settings=ContentSettings(content_md5=bytearray(md5))
-        )
+        settings = ContentSettings(content_type(key), content_md5=bytearray(md5))
+        await blob.commit_block_list([block_id for block_id, _ in sent], content_settings=settings)
         committed, _ = await blob.get_block_list("committed")
         if [(block.id, block.size) for block in committed] != sent:
             raise StoreError(self._destination, "BlockListMismatch", f"put {key}")

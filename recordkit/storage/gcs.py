@@ -19,7 +19,6 @@ import base64
 import contextlib
 import hashlib
 import json
-import mimetypes
 import threading
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
@@ -36,6 +35,7 @@ from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY
 from google.oauth2 import service_account
 
+from recordkit.storage.media_types import content_type
 from recordkit.storage.store import StoredObject, StoreError, UploadSettings
 
 DEFAULT_ENDPOINT = "https://storage.googleapis.com"
@@ -117,12 +117,12 @@ class GcsStore:
     def _put(self, source: Path, key: str) -> StoredObject:
         with self._translated("put", key):
             blob = self._bucket().blob(key, chunk_size=self._chunk_size)
-            content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
+            media_type = content_type(key)
             with source.open("rb") as file:
                 if source.stat().st_size < self._chunk_size:
-                    sent = self._upload_whole(blob, file.read(), content_type)
+                    sent = self._upload_whole(blob, file.read(), media_type)
                 else:
-                    sent = self._upload_chunks(blob, file, content_type)
+                    sent = self._upload_chunks(blob, file, media_type)
             stored = self._bucket().get_blob(key, retry=self._retry)
         if stored is None:
             raise StoreError(self._destination, "NotFound", f"put {key}: missing after the upload")

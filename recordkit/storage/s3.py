@@ -34,6 +34,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 
+from recordkit.storage.media_types import content_type
 from recordkit.storage.store import StoredObject, StoreError, UploadSettings
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,7 @@ class S3Store:
             Bucket=self._bucket,
             Key=key,
             Body=part.data,
+            ContentType=content_type(key),
             ChecksumSHA256=_b64(part.sha256),
             ContentMD5=_b64(part.md5),
         )
@@ -191,6 +193,7 @@ class S3Store:
             client.create_multipart_upload,
             Bucket=self._bucket,
             Key=key,
+            ContentType=content_type(key),
             ChecksumAlgorithm="SHA256",
         )
         upload_id = created["UploadId"]

@@ -30,7 +30,7 @@ from recordkit.db.models import QueuedJob, Recording, StoreUpload, WebhookEvent
 from tests.support.azurite import azurite_server
 from tests.support.fake_gcs import fake_gcs
 from tests.support.media import Setup, ThreadServer, serve_in_thread
-from tests.support.seaweedfs import seaweedfs_s3
+from tests.support.seaweedfs import SeaweedS3, seaweedfs_s3
 from tests.support.sshd import sshd_server
 
 PATH = "/team/2026/"
@@ -48,15 +48,19 @@ class Target:
 @contextlib.contextmanager
 def s3_target(work_dir: Path) -> Iterator[Target]:
     with seaweedfs_s3(work_dir) as server:
-        config = {
-            "type": "aws", "access_key": server.access_key, "secret": server.secret, "bucket": server.bucket,
-            "region": server.region, "endpoint": server.endpoint, "path": PATH,
-        }  # fmt: skip
+        yield s3_target_of(server)
 
-        def read(key: str) -> bytes:
-            return bytes(server.client().get_object(Bucket=server.bucket, Key=key)["Body"].read())
 
-        yield Target(config, [server.access_key, server.secret], read)
+def s3_target_of(server: SeaweedS3) -> Target:
+    config = {
+        "type": "aws", "access_key": server.access_key, "secret": server.secret, "bucket": server.bucket,
+        "region": server.region, "endpoint": server.endpoint, "path": PATH,
+    }  # fmt: skip
+
+    def read(key: str) -> bytes:
+        return bytes(server.client().get_object(Bucket=server.bucket, Key=key)["Body"].read())
+
+    return Target(config, [server.access_key, server.secret], read)
 
 
 @contextlib.contextmanager
@@ -201,11 +205,14 @@ async def test_a_recordings_files_arrive_byte_identical_and_no_secret_shows(
 async def test_with_the_built_in_bucket_disabled_the_store_holds_the_only_copy(
     server: ThreadServer, setup: Setup, tmp_path: Path
 ) -> None:
-    with s3_target(tmp_path) as target:
+    with seaweedfs_s3(tmp_path) as s3:
+        target = s3_target_of(s3)
         body = {"storage_config": target.config, "realtimekit_bucket_config": {"enabled": False}}
         _, done, _ = await record(server, setup, body)
         assert done["status"] == "UPLOADED", done
-        stored = await asyncio.to_thread(target.read, f"{PATH.strip('/')}/{done['output_file_name']}")
+        key = f"{PATH.strip('/')}/{done['output_file_name']}"
+        stored = await asyncio.to_thread(target.read, key)
+        assert s3.client().head_object(Bucket=s3.bucket, Key=key)["ContentType"] == "video/mp4"
     assert len(stored) > 1000
     assert (done["download_url"], done["audio_download_url"], done["download_url_expiry"]) == (None, None, None)
     settings = server.services.settings

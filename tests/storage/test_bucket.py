@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from recordkit.api.files import content_type
 from recordkit.storage.bucket import LocalBucket, link_is_valid, signature
+from recordkit.storage.media_types import content_type
 
 KEY = "k" * 64
 RID = "9a7d3e21-5c4b-4f6a-8e2d-1b0c9f8e7d6a"
