@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -219,12 +218,13 @@ class RecordingFiles:
             try:
                 os.replace(source, part)
             except OSError:
-                shutil.copyfile(source, part)
-            if part.stat().st_size != size:
-                raise OSError(f"{name}: {part.stat().st_size} bytes stored, {size} expected")
-            os.replace(part, target)
-            if source.exists():
-                source.unlink()
+                # Another disk: the bucket's own verified copy (through the same `.part`), then the spool's goes.
+                self.bucket.copy_in(source, f"{recording_id}/{name}")
+            else:
+                if part.stat().st_size != size:
+                    raise OSError(f"{name}: {part.stat().st_size} bytes stored, {size} expected")
+                os.replace(part, target)
+            source.unlink(missing_ok=True)
         elif part.exists():
             # The process died between the two renames: the spool file had been renamed whole (a copy keeps its
             # source until it is done), so the move only needs its second half.

@@ -1,4 +1,5 @@
-"""The built-in bucket (recordings.md §10.2): files under the data dir, served through signed links.
+"""The built-in bucket (recordings.md §10.2): files under the data dir, served through signed links — and a
+`Store` like the user's own (keys `<recording_id>/<file_name>`), so the fleet can swap it for an S3 bucket.
 
 A link is `{public_url}/files/{recording_id}/{file_name}?expires={unix_s}&signature={hex}` where the
 signature is HMAC-SHA256 with the server's URL-signing key over `"{recording_id}/{file_name}\\n{expires}"`.
@@ -6,12 +7,18 @@ signature is HMAC-SHA256 with the server's URL-signing key over `"{recording_id}
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import os
 import re
 import shutil
 from pathlib import Path
 from urllib.parse import quote
+
+from recordkit.storage.store import StoredObject, StoreError
+
+COPY_BLOCK = 4 * 1024 * 1024
 
 # Each is used with `fullmatch`, before anything is parsed or compared: `$` also matches before a trailing
 # newline, `isdigit` passes "²" which `int` raises on, `int` raises past 4,300 digits and `compare_digest`
@@ -44,6 +51,8 @@ def link_is_valid(key: str, recording_id: str, file_name: str, expires: str, giv
 class LocalBucket:
     """Files of recordings in `root/<recording_id>/<file_name>`, and links to them."""
 
+    destination = "the built-in bucket"
+
     def __init__(self, root: Path, signing_key: str, public_url: str) -> None:
         self.root = root
         self._key = signing_key
@@ -69,7 +78,7 @@ class LocalBucket:
             for path in (self.root / recording_id).glob("*.part")
         ]
 
-    def delete(self, recording_id: str) -> None:
+    def delete_recording(self, recording_id: str) -> None:
         """Delete a recording's folder and every file in it (nothing when it is not there)."""
         if SAFE_NAME.fullmatch(recording_id):
             shutil.rmtree(self.root / recording_id, ignore_errors=True)
@@ -82,3 +91,61 @@ class LocalBucket:
     def allows(self, recording_id: str, file_name: str, expires: str, given: str, now_s: float) -> bool:
         """Whether the link's signature is ours and unexpired."""
         return link_is_valid(self._key, recording_id, file_name, expires, given, now_s)
+
+    # --- the Store interface (keys are `<recording_id>/<file_name>`) ---------------------------------------
+
+    async def put(self, source: Path, key: str) -> StoredObject:
+        return await asyncio.to_thread(self.copy_in, source, key)
+
+    async def stat(self, key: str) -> StoredObject | None:
+        path = self._key_path(key)
+        if path is None or not path.is_file():
+            return None
+        size = path.stat().st_size
+        return StoredObject(key, size, f"size:{size}")
+
+    async def delete(self, key: str) -> None:
+        path = self._key_path(key)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def url(self, key: str, expires_s: int) -> str | None:
+        recording_id, _, file_name = key.partition("/")
+        return self.signed_url(recording_id, file_name, expires_s) if self._key_path(key) is not None else None
+
+    async def close(self) -> None:
+        return None
+
+    def copy_in(self, source: Path, key: str) -> StoredObject:
+        """Copy `source` to `key` through `<name>.part`, hashing what is read and re-reading what was written,
+        then rename it into place: a reader never sees half a file, and a short or changed copy raises."""
+        target = self._key_path(key)
+        if target is None:
+            raise StoreError(self.destination, "InvalidKey", key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(target.name + ".part")
+        read = hashlib.sha256()
+        with source.open("rb") as file, part.open("wb") as copy:
+            while block := file.read(COPY_BLOCK):
+                read.update(block)
+                copy.write(block)
+            copy.flush()
+            os.fsync(copy.fileno())
+        written = _sha256(part)
+        if written != read.hexdigest():
+            part.unlink(missing_ok=True)
+            raise StoreError(self.destination, "ChecksumMismatch", key)
+        os.replace(part, target)
+        return StoredObject(key, target.stat().st_size, f"sha256:{written}")
+
+    def _key_path(self, key: str) -> Path | None:
+        recording_id, _, file_name = key.partition("/")
+        return self.path(recording_id, file_name)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(COPY_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()

@@ -19,7 +19,7 @@ async def delete_expired_files(bucket: LocalBucket, recordings: Recordings) -> l
     """Delete the bucket folders of recordings whose links have expired; their ids."""
     expired = await recordings.expired_among(await asyncio.to_thread(bucket.recording_ids), utcnow())
     for recording_id in expired:
-        await asyncio.to_thread(bucket.delete, recording_id)
+        await asyncio.to_thread(bucket.delete_recording, recording_id)
         log.info("recording %s: its links expired, its files were deleted from the bucket", recording_id)
     return expired
 

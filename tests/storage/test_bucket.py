@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from pathlib import Path
 
 import pytest
 
 from recordkit.storage.bucket import LocalBucket, link_is_valid, signature
 from recordkit.storage.media_types import content_type
+from recordkit.storage.store import StoredObject, StoreError
 
 KEY = "k" * 64
 RID = "9a7d3e21-5c4b-4f6a-8e2d-1b0c9f8e7d6a"
@@ -94,3 +96,22 @@ def test_bucket_paths_and_urls(tmp_path: Path) -> None:
 )
 def test_content_types(name: str, expected: str) -> None:
     assert content_type(name) == expected
+
+
+async def test_the_built_in_bucket_is_a_store_too(tmp_path: Path) -> None:
+    bucket = LocalBucket(tmp_path / "bucket", "k" * 32, "http://rk.example")
+    source = tmp_path / "spool.mp4"
+    source.write_bytes(os.urandom(3 * 1024 * 1024 + 7))
+    stored = await bucket.put(source, "rid-1/meeting_1.mp4")
+    assert stored.size == source.stat().st_size and source.exists(), "a put copies; the source stays"
+    assert stored.checksum == "sha256:" + hashlib.sha256(source.read_bytes()).hexdigest()
+    assert (tmp_path / "bucket" / "rid-1" / "meeting_1.mp4").read_bytes() == source.read_bytes()
+    assert not list((tmp_path / "bucket" / "rid-1").glob("*.part"))
+    assert await bucket.stat("rid-1/meeting_1.mp4") == StoredObject("rid-1/meeting_1.mp4", stored.size,
+                                                                    f"size:{stored.size}")  # fmt: skip
+    url = bucket.url("rid-1/meeting_1.mp4", 2_000_000_000)
+    assert url is not None and url.startswith("http://rk.example/files/rid-1/meeting_1.mp4?expires=2000000000&")
+    await bucket.delete("rid-1/meeting_1.mp4")
+    assert await bucket.stat("rid-1/meeting_1.mp4") is None
+    with pytest.raises(StoreError):
+        await bucket.put(source, "../escape.mp4")
