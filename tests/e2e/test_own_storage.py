@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from sqlalchemy import select
 from recordkit.bot.client import join
 from recordkit.bot.synthetic import EncodedLoopAudioTrack, EncodedLoopVideoTrack, SyntheticClock
 from recordkit.db.models import QueuedJob, Recording, StoreUpload, WebhookEvent
+from tests.recorder.test_composite_e2e import until_status
 from tests.support.azurite import azurite_server
 from tests.support.fake_gcs import fake_gcs
 from tests.support.media import Setup, ThreadServer, serve_in_thread
@@ -131,15 +131,6 @@ async def bot(server: ThreadServer, setup: Setup, app_id: str, meeting_id: str) 
         yield
 
 
-async def until(setup: Setup, app_id: str, rid: str, wanted: set[str], timeout_s: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        data = await asyncio.to_thread(setup.data, "GET", f"/{app_id}/recordings/{rid}")
-        if data["status"] in wanted or time.monotonic() > deadline:
-            return data
-        await asyncio.sleep(0.2)
-
-
 async def record(server: ThreadServer, setup: Setup, body: dict[str, Any]) -> tuple[str, dict[str, Any], list[str]]:
     """A 3 s bot-driven recording started with `body`; its app, its final state and every API answer's text."""
     app_id, meeting_id = await asyncio.to_thread(setup.meeting)
@@ -151,11 +142,11 @@ async def record(server: ThreadServer, setup: Setup, body: dict[str, Any]) -> tu
         assert response.status_code == 200, response.text
         answers.append(response.text)
         rid = response.json()["data"]["id"]
-        assert (await until(setup, app_id, rid, {"RECORDING"}))["status"] == "RECORDING"
+        assert (await until_status(setup, app_id, rid, {"RECORDING"}))["status"] == "RECORDING"
         await asyncio.sleep(3)
         stopped = await asyncio.to_thread(setup.http.put, f"/{app_id}/recordings/{rid}", json={"action": "stop"})
         answers.append(stopped.text)
-    done = await until(setup, app_id, rid, {"UPLOADED", "ERRORED"})
+    done = await until_status(setup, app_id, rid, {"UPLOADED", "ERRORED"}, timeout_s=60)
     for path in (f"/{app_id}/recordings/{rid}", f"/{app_id}/recordings?per_page=100"):
         answers.append((await asyncio.to_thread(setup.http.get, path)).text)
     return app_id, done, answers
