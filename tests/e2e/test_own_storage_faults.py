@@ -5,8 +5,9 @@ credentials are wrong; an SFTP server shows another host key. Each ends as the s
 object identical to recordkit's own copy, or ERRORED with a reason naming the destination and the built-in copy
 still downloadable — and nothing written where the host key did not match.
 
-The first two take about 40 s each: the outage lasts 20 s and the upload's own retry delays (2, 4, 8, 16 s …)
-decide when it is noticed that the server is back.
+The first takes about 50 s: the outage lasts 20 s, the upload's own retry delays (2, 4, 8, 16 s …) decide when
+it is noticed that the server is back, and the upload goes through a proxy slow enough to stop the server
+half-way through a PUT. The second takes about 20 s.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tests.helpers import CREDENTIALS_ENV
 from tests.support.media import Setup
 from tests.support.seaweedfs import SeaweedS3, seaweedfs_s3, stop
 from tests.support.server import Served, recordkit_serve
+from tests.support.slow_proxy import slow_proxy
 from tests.support.sshd import sshd_server
 
 PATH = "team/2026"
@@ -88,15 +90,22 @@ def error_reason(served: Served, rid: str) -> str:
     return str(reason)
 
 
-async def test_the_s3_server_gone_for_20_s_still_ends_uploaded_and_identical(tmp_path: Path) -> None:
+async def test_the_s3_server_stopped_mid_upload_and_back_20_s_later_still_ends_uploaded_and_identical(
+    tmp_path: Path,
+) -> None:
     with seaweedfs_s3(tmp_path) as s3, recordkit_serve(tmp_path / "data", env=CREDENTIALS_ENV) as served:
         setup = Setup(served.base_url)
-        stop(s3)
-        app_id, rid = await recorded(served.base_url, setup, s3_config(s3))
-        await asyncio.sleep(20)
-        assert (await until(setup, app_id, rid, {"UPLOADED"}, timeout_s=0))["status"] == "UPLOADING"
-        await asyncio.to_thread(s3.start)
-        done = await until(setup, app_id, rid, {"UPLOADED", "ERRORED"})
+        # The upload goes through a proxy at 50 kB/s, so the server can be stopped while a PUT is under way.
+        async with slow_proxy(int(s3.endpoint.rsplit(":", 1)[1]), 50_000) as proxy:
+            config = {**s3_config(s3), "endpoint": f"http://127.0.0.1:{proxy.port}"}
+            app_id, rid = await recorded(served.base_url, setup, config)
+            await asyncio.wait_for(proxy.sent_at_least(100_000), 30)
+            stop(s3)
+            await asyncio.sleep(20)
+            assert (await until(setup, app_id, rid, {"UPLOADED"}, timeout_s=0))["status"] == "UPLOADING"
+            assert "failed (attempt 1 of 6)" in served.log(), "the PUT under way failed"
+            await asyncio.to_thread(s3.start)
+            done = await until(setup, app_id, rid, {"UPLOADED", "ERRORED"}, timeout_s=90)
         assert done["status"] == "UPLOADED", done
         assert object_sha256(s3, done["output_file_name"]) == await built_in_sha256(done["download_url"])
         setup.close()
