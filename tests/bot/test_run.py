@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -20,6 +22,7 @@ from recordkit.bot import run
 from recordkit.bot.run import BotReport, meeting_id_from_token, run_bot, summary
 from recordkit.bot.synthetic import SyntheticClock
 from recordkit.meetings.tokens import ParticipantClaims, ParticipantTokens
+from recordkit.vendor_logs import VENDOR_LOGGERS
 
 MEETING_ID = "9b2a6c1e-1111-4c4c-8d8d-0123456789ab"
 TOKEN = ParticipantTokens("k" * 32).issue(ParticipantClaims("acct", "app", MEETING_ID, "peer-1"))
@@ -149,6 +152,19 @@ def test_the_meeting_id_is_read_from_the_token_without_its_key() -> None:
             meeting_id_from_token(bad)
 
 
+@pytest.fixture
+def process_umask() -> Iterator[None]:
+    """`cli.main` sets the process's umask (077) and its loggers' levels: give the rest of the session its own."""
+    saved = os.umask(0o022)
+    os.umask(saved)
+    levels = {name: logging.getLogger(name).level for name in VENDOR_LOGGERS}
+    yield
+    os.umask(saved)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+@pytest.mark.usefixtures("process_umask")
 def test_the_bot_command_passes_its_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
 
@@ -170,6 +186,7 @@ def test_the_bot_command_passes_its_arguments(monkeypatch: pytest.MonkeyPatch) -
     }
 
 
+@pytest.mark.usefixtures("process_umask")
 def test_a_bad_token_is_reported_without_joining(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["bot", "--server", "http://h:1", "--token", "nope"])

@@ -124,8 +124,10 @@ def sshd_server() -> Iterator[Sshd]:
     try:
         # A throwaway password user's session must traverse it to reach its login dir; listing stays closed.
         base.chmod(0o711)
-        (base / "home").mkdir(mode=0o755)
-        (base / "home" / username).mkdir(mode=0o755)
+        (base / "home" / username).mkdir(parents=True)
+        # Explicit modes: mkdir's are cut by the umask, and a test may run under recordkit's 077.
+        (base / "home").chmod(0o755)
+        (base / "home" / username).chmod(0o755)
 
         host_key = asyncssh.generate_private_key("ssh-ed25519")
         _write_private(base / "ssh_host_ed25519_key", host_key.export_private_key("openssh"))
