@@ -8,7 +8,6 @@ the way out, the way a modified client would send them.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -24,6 +23,7 @@ from recordkit.bot.client import join
 from recordkit.bot.marks import Region, detect_flashes
 from recordkit.bot.synthetic import EncodedLoopAudioTrack, EncodedLoopVideoTrack, SyntheticClock
 from tests.helpers import CREDENTIALS_ENV
+from tests.recorder.test_composite_e2e import until_status
 from tests.support.media import Setup
 from tests.support.server import Served, recordkit_serve
 
@@ -127,25 +127,16 @@ async def publishers(
         yield
 
 
-async def status(setup: Setup, app_id: str, rid: str, wanted: set[str], timeout_s: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        data = await asyncio.to_thread(setup.data, "GET", f"/{app_id}/recordings/{rid}")
-        if data["status"] in wanted or time.monotonic() > deadline:
-            return data
-        await asyncio.sleep(0.2)
-
-
 async def record(setup: Setup, app_id: str, meeting_id: str, seconds: float, during: Any = None) -> dict[str, Any]:
     started = await asyncio.to_thread(setup.data, "POST", f"/{app_id}/recordings", json={"meeting_id": meeting_id})
-    recording = await status(setup, app_id, started["id"], {"RECORDING"})
+    recording = await until_status(setup, app_id, started["id"], {"RECORDING"})
     assert recording["status"] == "RECORDING", recording
     if during is not None:
         await during(started["id"])
     else:
         await asyncio.sleep(seconds)
     await asyncio.to_thread(setup.data, "PUT", f"/{app_id}/recordings/{started['id']}", json={"action": "stop"})
-    done = await status(setup, app_id, started["id"], {"UPLOADED", "ERRORED"})
+    done = await until_status(setup, app_id, started["id"], {"UPLOADED", "ERRORED"}, timeout_s=30)
     assert done["status"] == "UPLOADED", done
     return done
 
