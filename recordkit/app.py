@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recordkit import __version__
@@ -70,6 +70,8 @@ from recordkit.storage.bucket import LocalBucket
 from recordkit.storage.retention import delete_expired_forever
 from recordkit.storage.secrets import SecretBox
 from recordkit.storage.store import UploadSettings
+from recordkit.webhooks.delivery import WebhookDispatcher, prune_deliveries_forever
+from recordkit.webhooks.signing import WebhookSigner
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,8 @@ class Services:
     media: MediaPlane
     apps: AppDirectory
     bucket: LocalBucket
+    webhook_signer: WebhookSigner
+    webhooks: WebhookDispatcher
     # When SIGTERM/SIGINT arrived (set by the server): recordings end at that instant.
     shutdown_requested_at: datetime | None = None
 
@@ -147,6 +151,7 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
         fetch_allow=settings.fetch_allow,
         min_free_bytes=settings.min_free_mb * MB,
     )
+    webhook_signer = WebhookSigner(creds.webhook_private_key)
     return Services(
         settings=settings,
         node_id=node_id,
@@ -175,6 +180,8 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
         media=media,
         apps=AppDirectory(db),
         bucket=bucket,
+        webhook_signer=webhook_signer,
+        webhooks=WebhookDispatcher(db, webhook_signer),
     )
 
 
@@ -212,6 +219,10 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         ]
         if services.engine is not None:
             background.append(asyncio.create_task(prune_forever(services.engine, FINISHED_JOBS_KEPT)))
+            # A test that only collects jobs brings no engine, and sends no webhooks either.
+            background.append(asyncio.create_task(services.webhooks.run_forever()))
+            kept = timedelta(days=settings.webhook_retention_days)
+            background.append(asyncio.create_task(prune_deliveries_forever(services.db, kept)))
         try:
             yield
         finally:
@@ -244,6 +255,13 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     @app.get("/healthz", include_in_schema=True, tags=["service"])
     async def healthz() -> Response:
         return ok({"status": "ok"})
+
+    @app.get("/.well-known/webhooks.json", include_in_schema=True, tags=["webhooks"])
+    async def webhook_public_key() -> Response:
+        """The key webhook signatures verify against (meetings.md §7.3)."""
+        return JSONResponse(
+            {"success": True, "data": {"publicKey": services.webhook_signer.public_key_pem}, "message": ""}
+        )
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     if settings.rate_limit_per_minute:

@@ -8,11 +8,14 @@ import logging
 import os
 import secrets
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from recordkit.meetings.media.bitstream import DEFAULT_MAX_FRAME_SIZE, FrameSize
 
@@ -36,6 +39,9 @@ class Credentials:
     signing_key: str
     participant_token_key: str
     storage_key: str
+    # PEM of the RSA key webhook bodies are signed with (meetings.md §7.3); RECORDKIT_WEBHOOK_KEY_FILE names
+    # the operator's own instead.
+    webhook_private_key: str
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,8 @@ class Settings:
     min_free_mb: int = 1024
     # Files larger than this go to external stores in parts of this size (multipart, blocks, resumable).
     upload_part_mb: int = 16
+    # How long webhook deliveries (and their events) are kept once finished (meetings.md §7.1).
+    webhook_retention_days: float = 7.0
     # How long a graceful shutdown may take to finish its recordings and their uploads.
     drain_timeout_s: float = 30.0
     # Multiplies every job retry delay (1 in production; tests shorten the waits).
@@ -162,7 +170,7 @@ def load_credentials(data_dir: Path, environ: dict[str, str] | None = None) -> t
             # Another process starting on the same data dir created them first: everyone uses its keys.
             stored = _read_credentials(path) or {}
     generated = created or not {"api_token", "account_id"} <= stored.keys()
-    merged = {name: stored.get(name) or value for name, value in _new_credentials().items()}
+    merged = {name: stored.get(name) or make() for name, make in _GENERATORS.items()}
     if merged != stored:
         # Written by an older recordkit that had fewer keys: add the missing ones, keep the rest.
         _publish(path, merged, replace=True)
@@ -171,18 +179,44 @@ def load_credentials(data_dir: Path, environ: dict[str, str] | None = None) -> t
         "account_id": env.get("RECORDKIT_ACCOUNT_ID"),
     }
     merged.update({name: value for name, value in overrides.items() if value})
+    key_file = env.get("RECORDKIT_WEBHOOK_KEY_FILE")
+    if key_file:
+        merged["webhook_private_key"] = webhook_key_from_file(Path(key_file))
     generated = generated and not any(overrides.values())
     return Credentials(**merged), generated
 
 
+def webhook_key_from_file(path: Path) -> str:
+    """The operator's webhook signing key: an unencrypted RSA private key of 2048 bits or more, in PEM."""
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as error:
+        raise ValueError(f"RECORDKIT_WEBHOOK_KEY_FILE {path}: not a readable unencrypted PEM private key") from error
+    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < 2048:
+        raise ValueError(f"RECORDKIT_WEBHOOK_KEY_FILE {path}: webhooks are signed with RSA keys of 2048 bits or more")
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return pem.decode()
+
+
+def _new_rsa_private_key() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return pem.decode()
+
+
+# Each credential's generator: only the missing ones are made (an RSA key takes ~0.1 s).
+_GENERATORS: dict[str, Callable[[], str]] = {
+    "api_token": lambda: "rk_" + secrets.token_urlsafe(32),
+    "account_id": lambda: secrets.token_hex(16),
+    "signing_key": lambda: secrets.token_hex(32),
+    "participant_token_key": lambda: secrets.token_hex(32),
+    "storage_key": lambda: secrets.token_urlsafe(32),
+    "webhook_private_key": _new_rsa_private_key,
+}
+
+
 def _new_credentials() -> dict[str, str]:
-    return {
-        "api_token": "rk_" + secrets.token_urlsafe(32),
-        "account_id": secrets.token_hex(16),
-        "signing_key": secrets.token_hex(32),
-        "participant_token_key": secrets.token_hex(32),
-        "storage_key": secrets.token_urlsafe(32),
-    }
+    return {name: make() for name, make in _GENERATORS.items()}
 
 
 def _read_credentials(path: Path) -> dict[str, str] | None:
@@ -250,12 +284,13 @@ def build_settings(
         public_url=(public_url or env.get("RECORDKIT_PUBLIC_URL") or "http://127.0.0.1:8787").rstrip("/"),
         rate_limit_per_minute=int(env.get("RECORDKIT_RATE_LIMIT_PER_MINUTE") or 0),
         empty_meeting_timeout_s=float(env.get("RECORDKIT_EMPTY_MEETING_TIMEOUT_S") or 60),
-        retention_days=retention_days(env),
+        retention_days=days(env, "RECORDKIT_RETENTION_DAYS"),
         media=media_settings(env),
         max_recordings=int(env.get("RECORDKIT_MAX_RECORDINGS") or default_max_recordings(os.cpu_count())),
         max_uploads=int(env.get("RECORDKIT_MAX_UPLOADS") or 4),
         min_free_mb=min_free_mb(env),
         upload_part_mb=upload_part_mb(env),
+        webhook_retention_days=days(env, "RECORDKIT_WEBHOOK_RETENTION_DAYS"),
         drain_timeout_s=float(env.get("RECORDKIT_DRAIN_TIMEOUT_S") or 30),
         retry_delay_scale=float(env.get("RECORDKIT_RETRY_DELAY_SCALE") or 1),
         fetch_allow=fetch_allow(env),
@@ -285,16 +320,17 @@ def upload_part_mb(environ: Mapping[str, str]) -> int:
     return int(text)
 
 
-def retention_days(environ: Mapping[str, str]) -> float:
-    """`RECORDKIT_RETENTION_DAYS`: days the built-in bucket keeps files and their links work (default 7)."""
-    text = environ.get("RECORDKIT_RETENTION_DAYS") or "7"
+def days(environ: Mapping[str, str], name: str) -> float:
+    """A number of days in (0, 36500] from `name`, 7 when unset: `RECORDKIT_RETENTION_DAYS` (how long the
+    built-in bucket keeps files and their links work), `RECORDKIT_WEBHOOK_RETENTION_DAYS`."""
+    text = environ.get(name) or "7"
     try:
-        days = float(text)
+        value = float(text)
     except ValueError:
-        days = 0.0
-    if not 0 < days <= 36_500:
-        raise ValueError(f"RECORDKIT_RETENTION_DAYS must be a number of days in (0, 36500], not {text!r}")
-    return days
+        value = 0.0
+    if not 0 < value <= 36_500:
+        raise ValueError(f"{name} must be a number of days in (0, 36500], not {text!r}")
+    return value
 
 
 def fetch_allow(environ: Mapping[str, str]) -> tuple[IPv4Network | IPv6Network, ...]:

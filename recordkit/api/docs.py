@@ -216,3 +216,14 @@ class WebhookModel(Open):
     enabled: bool
     created_at: str
     updated_at: str
+
+
+class WebhookDeliveryModel(Open):
+    id: str
+    event: str
+    status: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: str
+    finished_at: str | None

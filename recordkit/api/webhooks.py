@@ -9,9 +9,10 @@ from starlette.responses import Response
 from recordkit.api import docs
 from recordkit.api.auth import authorize
 from recordkit.api.envelope import ok
-from recordkit.api.requests import checked_body
+from recordkit.api.listing import PAGING
+from recordkit.api.requests import checked_body, checked_query
 from recordkit.api.routing import described
-from recordkit.api.wire import webhook_json
+from recordkit.api.wire import delivery_json, page_window, paging, webhook_json
 from recordkit.webhooks import registry
 
 router = APIRouter(tags=["webhooks"])
@@ -88,6 +89,21 @@ async def delete_webhook(request: Request, account_id: str, app_id: str, webhook
     db = request.app.state.services.db
     webhook = await registry.get_webhook(db, app.id, webhook_id)
     return ok(webhook_json(await registry.delete_webhook(db, webhook)))
+
+
+@router.get(
+    ONE + "/deliveries",
+    summary="Fetch the deliveries of a webhook (recordkit extension)",
+    responses={200: {"model": docs.PagedEnvelope[list[docs.WebhookDeliveryModel]]}},
+    openapi_extra=described(query=PAGING, errors=(400, 401, 403, 404)),
+)
+async def list_deliveries(request: Request, account_id: str, app_id: str, webhook_id: str) -> Response:
+    _, app = await authorize(request, account_id, app_id)
+    db = request.app.state.services.db
+    webhook = await registry.get_webhook(db, app.id, webhook_id)
+    page_no, per_page = page_window(checked_query(request, PAGING))
+    rows, total = await registry.list_deliveries(db, webhook, page_no, per_page)
+    return ok([delivery_json(row) for row in rows], paging=paging(page_no, per_page, total, len(rows)))
 
 
 async def _write(request: Request, account_id: str, app_id: str, webhook_id: str, *, replace: bool) -> Response:

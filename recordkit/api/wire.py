@@ -6,7 +6,17 @@ from datetime import datetime
 from typing import Any
 
 from recordkit.clock import to_wire
-from recordkit.db.models import App, Meeting, MeetingSession, Participant, Preset, Recording, SessionPeer, Webhook
+from recordkit.db.models import (
+    App,
+    Meeting,
+    MeetingSession,
+    Participant,
+    Preset,
+    Recording,
+    SessionPeer,
+    Webhook,
+    WebhookDelivery,
+)
 from recordkit.meetings.sessions import peer_minutes
 from recordkit.recording.timing import recording_duration_s
 
@@ -165,4 +175,18 @@ def webhook_json(webhook: Webhook) -> dict[str, Any]:
         "enabled": webhook.enabled,
         "created_at": to_wire(webhook.created_at),
         "updated_at": to_wire(webhook.updated_at),
+    }
+
+
+def delivery_json(delivery: WebhookDelivery) -> dict[str, Any]:
+    """A webhook delivery as listed (meetings.md §7.1, our extension); `id` is its `rtk-uuid`."""
+    return {
+        "id": delivery.id,
+        "event": delivery.event,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "last_status_code": delivery.last_status_code,
+        "last_error": delivery.last_error,
+        "created_at": to_wire(delivery.created_at),
+        "finished_at": to_wire(delivery.finished_at),
     }

@@ -268,3 +268,32 @@ class StoreUpload(Base):
     updated_at: Mapped[datetime]
 
     __table_args__ = (UniqueConstraint("recording_id", "destination"),)
+
+
+class WebhookDelivery(Base):
+    """One event to one webhook (meetings.md §7.2): its id is the `rtk-uuid` every attempt carries. Deliveries of
+    one webhook and stream (a recording) go out in event order, each after the one before it ended."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    app_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    event_id: Mapped[int] = mapped_column(Integer)  # the outbox row (webhook_events.id), also the order
+    event: Mapped[str] = mapped_column(String(64))
+    stream: Mapped[str] = mapped_column(String(64))
+    # PENDING → DELIVERED | FAILED.
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime]
+    # A process sending it holds it until then; past it, another may send it again (same rtk-uuid).
+    claimed_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index(None, "status", "webhook_id", "stream", "event_id"),
+        Index(None, "webhook_id", "created_at"),
+    )

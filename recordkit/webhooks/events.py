@@ -1,18 +1,22 @@
-"""`recording.statusUpdate` bodies (meetings.md §7.4), queued in the transaction of the change."""
+"""`recording.statusUpdate` bodies (meetings.md §7.4), queued in the transaction of the change with a delivery
+per webhook that listens (sent by `delivery.py`)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
 import orjson
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from recordkit.clock import to_wire
-from recordkit.db.models import App, Meeting, MeetingSession, Recording, WebhookEvent
+from recordkit.db.models import App, Meeting, MeetingSession, Recording, Webhook, WebhookDelivery, WebhookEvent
 from recordkit.recording.timing import recording_duration_s
 
 STATUS_UPDATE = "recording.statusUpdate"
+PENDING, DELIVERED, FAILED = "PENDING", "DELIVERED", "FAILED"
 
 
 def status_update_body(
@@ -53,17 +57,31 @@ def status_update_body(
 
 
 async def queue_status_update(session: AsyncSession, recording: Recording, now: datetime) -> None:
-    """Write the event for `recording`'s current status into the outbox of the open transaction."""
+    """Write the event for `recording`'s current status into the outbox of the open transaction, with a delivery
+    for every enabled webhook of the app that asked for it."""
     meeting = await session.get(Meeting, recording.meeting_id)
     app = await session.get(App, recording.app_id)
     live = await session.get(MeetingSession, recording.session_id) if recording.session_id else None
     assert meeting is not None and app is not None
-    session.add(
-        WebhookEvent(
-            app_id=recording.app_id,
-            recording_id=recording.id,
-            event=STATUS_UPDATE,
-            body=status_update_body(recording, meeting, app, live, now).decode(),
-            created_at=now,
-        )
+    event = WebhookEvent(
+        app_id=recording.app_id,
+        recording_id=recording.id,
+        event=STATUS_UPDATE,
+        body=status_update_body(recording, meeting, app, live, now).decode(),
+        created_at=now,
     )
+    session.add(event)
+    await session.flush()
+    await queue_deliveries(session, event, stream=recording.id, now=now)
+
+
+async def queue_deliveries(session: AsyncSession, event: WebhookEvent, stream: str, now: datetime) -> None:
+    """One PENDING delivery of `event` per enabled webhook of its app that listens to it."""
+    webhooks = await session.execute(select(Webhook).where(Webhook.app_id == event.app_id, Webhook.enabled.is_(True)))
+    for webhook in webhooks.scalars():
+        if event.event in webhook.events:
+            delivery = WebhookDelivery(
+                id=str(uuid.uuid4()), webhook_id=webhook.id, app_id=event.app_id, event_id=event.id,
+                event=event.event, stream=stream, status=PENDING, attempts=0, next_attempt_at=now, created_at=now,
+            )  # fmt: skip
+            session.add(delivery)

@@ -6,11 +6,11 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from recordkit.clock import utcnow
 from recordkit.db.engine import Database
-from recordkit.db.models import Webhook
+from recordkit.db.models import Webhook, WebhookDelivery
 from recordkit.errors import UnknownId
 from recordkit.schema import Arr, Bool, Field, Obj, Str, ValidationFailed
 
@@ -106,3 +106,21 @@ async def delete_webhook(db: Database, webhook: Webhook) -> Webhook:
             raise UnknownId("webhook", webhook.id)
         await session.delete(stored)
     return stored
+
+
+async def list_deliveries(
+    db: Database, webhook: Webhook, page_no: int, per_page: int
+) -> tuple[list[WebhookDelivery], int]:
+    """A page of the webhook's deliveries, newest first, and how many there are (meetings.md §7.1)."""
+    async with db.read() as session:
+        total = await session.scalar(
+            select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook.id)
+        )
+        rows = await session.execute(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.webhook_id == webhook.id)
+            .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.event_id.desc())
+            .offset((page_no - 1) * per_page)
+            .limit(per_page)
+        )
+        return list(rows.scalars()), total or 0

@@ -104,7 +104,8 @@ def test_credentials_of_an_older_version_get_the_missing_keys_and_keep_theirs(tm
     assert (credentials.api_token, credentials.signing_key) == ("rk_old", "s" * 64)
     stored = json.loads((tmp_path / "credentials.json").read_text())
     assert stored == {**older, "participant_token_key": credentials.participant_token_key,
-                      "storage_key": credentials.storage_key}  # fmt: skip
+                      "storage_key": credentials.storage_key,
+                      "webhook_private_key": credentials.webhook_private_key}  # fmt: skip
     assert (tmp_path / "credentials.json").stat().st_mode & 0o777 == 0o600
 
 
