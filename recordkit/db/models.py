@@ -214,7 +214,8 @@ class WebhookEvent(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     app_id: Mapped[str] = mapped_column(String(UUID_LEN))
-    recording_id: Mapped[str] = mapped_column(String(UUID_LEN))
+    # None for the meeting events.
+    recording_id: Mapped[str | None] = mapped_column(String(UUID_LEN))
     event: Mapped[str] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]

@@ -31,6 +31,15 @@ from recordkit.db.models import Meeting, MeetingSession, Participant, SessionPee
 from recordkit.db.paging import fetch_page
 from recordkit.errors import NotFound, UnknownId
 from recordkit.meetings.service import lock_meeting
+from recordkit.webhooks.events import (
+    ALL_PEERS_LEFT,
+    KICK_ALL,
+    MEETING_ENDED,
+    MEETING_STARTED,
+    PARTICIPANT_JOINED,
+    PARTICIPANT_LEFT,
+    queue_meeting_event,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +158,9 @@ async def peer_joined(
         current.emptied_at = None
         current.updated_at = now
         await session.flush()
+        if started:
+            await queue_meeting_event(session, MEETING_STARTED, meeting, current, now)
+        await queue_meeting_event(session, PARTICIPANT_JOINED, meeting, current, now, peer=peer)
         if started and events is not None and events.started is not None:
             await events.started(session, current)
     return peer
@@ -205,11 +217,11 @@ async def end_session(
         meeting_id = await session.scalar(select(MeetingSession.meeting_id).where(MeetingSession.id == session_id))
         if meeting_id is None:
             return None
-        await lock_meeting(session, None, meeting_id)
+        meeting = await lock_meeting(session, None, meeting_id)
         current = await _reload(session, session_id)
         if current.status != LIVE:
             return None
-        return SessionEnd(current, await _end(session, current, now, now, events))
+        return SessionEnd(current, await _end(session, meeting, current, now, now, events, KICK_ALL))
 
 
 async def end_live_session(
@@ -227,7 +239,7 @@ async def end_live_session(
         current = await live_session(session, meeting.id)
         if current is None:
             return None
-        return SessionEnd(current, await _end(session, current, now, now, events))
+        return SessionEnd(current, await _end(session, meeting, current, now, now, events, KICK_ALL))
 
 
 async def expire_idle_sessions(
@@ -391,6 +403,7 @@ async def _disconnect(
     current.live_participants -= 1
     current.minutes_consumed += peer_minutes(peer, now)
     current.updated_at = now
+    await queue_meeting_event(session, PARTICIPANT_LEFT, meeting, current, now, peer=peer)
     if current.live_participants == 0:
         current.emptied_at = now
         # A keep-alive of 0 puts the deadline at this very moment.
@@ -405,18 +418,21 @@ async def _end_if_idle(
     deadline = idle_deadline(current, meeting)
     if deadline is None or deadline > now:
         return False
-    await _end(session, current, deadline, now, events)
+    await _end(session, meeting, current, deadline, now, events, ALL_PEERS_LEFT)
     return True
 
 
 async def _end(
     session: AsyncSession,
+    meeting: Meeting,
     current: MeetingSession,
     at: datetime,
     now: datetime,
     events: SessionEvents | None,
+    reason: str,
 ) -> list[SessionPeer]:
-    """End `current` at `at` (the kick or the keep-alive deadline), closing its connected peers."""
+    """End `current` at `at` (the kick or the keep-alive deadline), closing its connected peers; `reason` is
+    `meeting.ended`'s (KICK_ALL or ALL_PEERS_LEFT)."""
     connected = list(
         await session.scalars(
             select(SessionPeer).where(SessionPeer.session_id == current.id, SessionPeer.left_at.is_(None))
@@ -431,6 +447,9 @@ async def _end(
     current.live_participants = 0
     current.updated_at = now
     await session.flush()
+    for peer in connected:
+        await queue_meeting_event(session, PARTICIPANT_LEFT, meeting, current, now, peer=peer)
+    await queue_meeting_event(session, MEETING_ENDED, meeting, current, now, reason=reason)
     if events is not None and events.ended is not None:
         await events.ended(session, current)
     return connected

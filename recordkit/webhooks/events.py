@@ -1,5 +1,5 @@
-"""`recording.statusUpdate` bodies (meetings.md §7.4), queued in the transaction of the change with a delivery
-per webhook that listens (sent by `delivery.py`)."""
+"""Webhook event bodies — `recording.statusUpdate` (meetings.md §7.4) and the meeting events (§7.5) — queued in
+the transaction of the change with a delivery per webhook that listens (sent by `delivery.py`)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,22 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from recordkit.clock import to_wire
-from recordkit.db.models import App, Meeting, MeetingSession, Recording, Webhook, WebhookDelivery, WebhookEvent
+from recordkit.db.models import (
+    App,
+    Meeting,
+    MeetingSession,
+    Recording,
+    SessionPeer,
+    Webhook,
+    WebhookDelivery,
+    WebhookEvent,
+)
 from recordkit.recording.timing import recording_duration_s
 
 STATUS_UPDATE = "recording.statusUpdate"
+MEETING_STARTED, MEETING_ENDED = "meeting.started", "meeting.ended"
+PARTICIPANT_JOINED, PARTICIPANT_LEFT = "meeting.participantJoined", "meeting.participantLeft"
+ALL_PEERS_LEFT, KICK_ALL = "ALL_PEERS_LEFT", "KICK_ALL"
 PENDING, DELIVERED, FAILED = "PENDING", "DELIVERED", "FAILED"
 
 
@@ -43,7 +55,12 @@ def status_update_body(
         "startReason": recording.start_reason,
         "stopReason": recording.stop_reason,
     }
-    meeting_part = {
+    return orjson.dumps({"event": STATUS_UPDATE, "recording": record, "meeting": meeting_object(meeting, app, live)})
+
+
+def meeting_object(meeting: Meeting, app: App, live: MeetingSession | None) -> dict[str, Any]:
+    """The `meeting` of every event body (§7.4): the meeting, and the session when there is one."""
+    return {
         "id": meeting.id,
         "sessionId": live.id if live else None,
         "title": meeting.title,
@@ -53,7 +70,19 @@ def status_update_body(
         "endedAt": to_wire(live.ended_at) if live else None,
         "organizedBy": {"id": app.id, "name": app.name},
     }
-    return orjson.dumps({"event": STATUS_UPDATE, "recording": record, "meeting": meeting_part})
+
+
+def participant_object(peer: SessionPeer) -> dict[str, Any]:
+    """The `participant` of participantJoined/Left (§7.5): one peer connection of a participant."""
+    return {
+        "id": peer.participant_id,
+        "peerId": peer.id,
+        "userDisplayName": peer.display_name,
+        "customParticipantId": peer.custom_participant_id,
+        "presetName": peer.preset_name,
+        "joinedAt": to_wire(peer.joined_at),
+        "leftAt": to_wire(peer.left_at),
+    }
 
 
 async def queue_status_update(session: AsyncSession, recording: Recording, now: datetime) -> None:
@@ -73,6 +102,32 @@ async def queue_status_update(session: AsyncSession, recording: Recording, now: 
     session.add(event)
     await session.flush()
     await queue_deliveries(session, event, stream=recording.id, now=now)
+
+
+async def queue_meeting_event(
+    session: AsyncSession,
+    event: str,
+    meeting: Meeting,
+    live: MeetingSession,
+    now: datetime,
+    *,
+    reason: str | None = None,
+    peer: SessionPeer | None = None,
+) -> None:
+    """Queue `meeting.started`/`ended` (with `reason`) or `meeting.participantJoined`/`Left` (with `peer`) in the
+    open transaction (meetings.md §7.5); their order is the meeting's."""
+    app = await session.get(App, meeting.app_id)
+    assert app is not None
+    body: dict[str, Any] = {"event": event, "meeting": meeting_object(meeting, app, live)}
+    if peer is None:
+        body["reason"] = reason
+    else:
+        body["participant"] = participant_object(peer)
+    outbox = WebhookEvent(app_id=meeting.app_id, recording_id=None, event=event, body=orjson.dumps(body).decode(),
+                          created_at=now)  # fmt: skip
+    session.add(outbox)
+    await session.flush()
+    await queue_deliveries(session, outbox, stream=meeting.id, now=now)
 
 
 async def queue_deliveries(session: AsyncSession, event: WebhookEvent, stream: str, now: datetime) -> None:

@@ -172,3 +172,31 @@ async def test_three_500s_and_a_restart_while_the_receiver_is_down_lose_nothing(
     assert first.requests >= 4 and 0 < len(first.accepted) < len(LIFE), "refused three times, then away"
     assert [item.payload["recording"]["status"] for item in received] == LIFE
     assert len({item.uuid for item in received}) == len(LIFE), "each delivery once after de-duplication by rtk-uuid"
+
+
+async def test_the_meeting_events_arrive_signed_in_order_with_their_fields(server: ThreadServer, setup: Setup) -> None:
+    app_id, meeting_id = await asyncio.to_thread(setup.meeting, None, session_keep_alive_time_in_secs=0)
+    events = ["meeting.started", "meeting.participantJoined", "meeting.participantLeft", "meeting.ended"]
+    async with webhook_receiver(published_key(server.base_url)) as receiver:
+        body = {"name": "meetings", "url": receiver.url, "events": events}
+        await asyncio.to_thread(setup.data, "POST", f"/{app_id}/webhooks", 201, json=body)
+        participant = await asyncio.to_thread(setup.participant, app_id, meeting_id, "Ada")
+        clock = SyntheticClock()
+        async with join(server.base_url, meeting_id, participant["token"], audio=EncodedLoopAudioTrack(clock)) as peer:
+            await asyncio.sleep(0.5)
+        await receiver.wait_for_requests(4, timeout_s=15)
+    payloads = [item.payload for item in receiver.unique()]
+    assert [payload["event"] for payload in payloads] == events and receiver.bad_signatures == 0
+    started, joined, left, ended = payloads
+    session_id = started["meeting"]["sessionId"]
+    assert started == {"event": "meeting.started", "meeting": started["meeting"], "reason": None}
+    assert started["meeting"]["id"] == meeting_id and started["meeting"]["status"] == "LIVE"
+    assert list(joined["participant"]) == [
+        "id", "peerId", "userDisplayName", "customParticipantId", "presetName", "joinedAt", "leftAt",
+    ]  # fmt: skip
+    assert (joined["participant"]["id"], joined["participant"]["peerId"]) == (participant["id"], peer.peer_id)
+    assert joined["participant"]["customParticipantId"] == "user-Ada" and joined["participant"]["leftAt"] is None
+    assert left["participant"]["leftAt"] is not None and left["meeting"]["sessionId"] == session_id
+    assert (ended["reason"], ended["meeting"]["status"], ended["meeting"]["sessionId"]) == (
+        "ALL_PEERS_LEFT", "ENDED", session_id,
+    )  # fmt: skip
