@@ -13,6 +13,7 @@ anything else (3xx, 4xx) fails for good. Redirects are not followed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from dataclasses import dataclass
@@ -75,16 +76,21 @@ class WebhookDispatcher:
         self.signer = signer
         self._rng = rng or random.Random()
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._finished = asyncio.Event()
         self._client = httpx.AsyncClient(timeout=TIMEOUT_S, follow_redirects=False, trust_env=False)
 
     async def run_forever(self) -> None:
         try:
             while True:
+                self._finished.clear()
                 try:
                     await self.pass_once()
                 except Exception:
                     log.exception("a webhook delivery pass failed; the next one tries again")
-                await asyncio.sleep(POLL_S)
+                # A delivery that ended lets the next of its line go at once; new events are found by polling.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(POLL_S):
+                        await self._finished.wait()
         finally:
             cut = list(self._in_flight)
             for task in self._in_flight.values():
@@ -122,28 +128,43 @@ class WebhookDispatcher:
             heads: dict[tuple[str, str], WebhookDelivery] = {}
             for row in rows:
                 heads.setdefault((row.webhook_id, row.stream), row)
-        for delivery in heads.values():
-            if len(self._in_flight) >= MAX_IN_FLIGHT:
-                break
-            due = delivery.next_attempt_at <= now
-            free = delivery.claimed_until is None or delivery.claimed_until <= now
-            if due and free and delivery.id not in self._in_flight and await self._claim(delivery.id, now):
-                task = asyncio.create_task(self._send(delivery.id))
-                self._in_flight[delivery.id] = task
-                task.add_done_callback(lambda _, key=delivery.id: self._in_flight.pop(key, None))
+        room = MAX_IN_FLIGHT - len(self._in_flight)
+        ready = [
+            delivery.id
+            for delivery in heads.values()
+            if delivery.next_attempt_at <= now
+            and (delivery.claimed_until is None or delivery.claimed_until <= now)
+            and delivery.id not in self._in_flight
+        ][: max(0, room)]
+        for delivery_id in await self._claim(ready, now):
+            task = asyncio.create_task(self._send(delivery_id))
+            self._in_flight[delivery_id] = task
+            task.add_done_callback(lambda _, key=delivery_id: self._ended(key))
 
-    async def _claim(self, delivery_id: str, now: datetime) -> bool:
+    def _ended(self, delivery_id: str) -> None:
+        self._in_flight.pop(delivery_id, None)
+        self._finished.set()
+
+    async def _claim(self, delivery_ids: list[str], now: datetime) -> list[str]:
+        """Those of `delivery_ids` this process now holds: one transaction, a conditional update each, so two
+        processes never both take one."""
+        if not delivery_ids:
+            return []
+        claimed = []
         async with self.db.write() as session:
-            claimed = await session.execute(
-                update(WebhookDelivery)
-                .where(
-                    WebhookDelivery.id == delivery_id,
-                    WebhookDelivery.status == PENDING,
-                    (WebhookDelivery.claimed_until.is_(None)) | (WebhookDelivery.claimed_until <= now),
+            for delivery_id in delivery_ids:
+                result = await session.execute(
+                    update(WebhookDelivery)
+                    .where(
+                        WebhookDelivery.id == delivery_id,
+                        WebhookDelivery.status == PENDING,
+                        (WebhookDelivery.claimed_until.is_(None)) | (WebhookDelivery.claimed_until <= now),
+                    )
+                    .values(claimed_until=now + timedelta(seconds=CLAIM_S))
                 )
-                .values(claimed_until=now + timedelta(seconds=CLAIM_S))
-            )
-        return bool(claimed.rowcount)  # type: ignore[attr-defined]
+                if result.rowcount:  # type: ignore[attr-defined]
+                    claimed.append(delivery_id)
+        return claimed
 
     async def _send(self, delivery_id: str) -> None:
         async with self.db.read() as session:
