@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from recordkit.clock import utcnow
+from recordkit.db.models import WebhookDelivery, WebhookEvent
+from recordkit.webhooks.delivery import prune_deliveries
 from tests.helpers import BARE, Api, assert_error
 
 EVENTS = (
@@ -145,3 +150,38 @@ async def test_webhook_routes_need_an_api_token(api: Api, app_id: str) -> None:
         )
         assert_error(await api.call(method, route, token=None, json=HOOK), 401, "Unauthorized")
     assert_error(await api.call("GET", "/ghost/webhooks"), 404, "No app found with id ghost")
+
+
+async def test_deliveries_are_queued_per_listening_webhook_and_pruned_once_old(api: Api) -> None:
+    app_id = await api.new_app("Deliveries")
+    listening = await create(api, app_id)
+    await create(api, app_id, events=["meeting.ended"])  # not listening to status updates
+    await create(api, app_id, enabled=False)
+    meeting = await api.new_meeting(app_id)
+    await api.ok("POST", f"/{app_id}/recordings", json={"meeting_id": meeting["id"]})
+    page = await api.call("GET", f"/{app_id}/webhooks/{listening['id']}/deliveries")
+    (delivery,) = page.json()["data"]
+    assert delivery["event"] == "recording.statusUpdate" and delivery["status"] == "PENDING"
+    assert (delivery["attempts"], delivery["last_status_code"], delivery["finished_at"]) == (0, None, None)
+    missing = await api.call("GET", f"/{app_id}/webhooks/{'0' * 8}-0000-4000-8000-{'0' * 12}/deliveries")
+    assert missing.status_code == 404
+
+    db = api.services.db
+    async with db.write() as session:
+        row = await session.get(WebhookDelivery, delivery["id"])
+        assert row is not None
+        row.status, row.finished_at = "DELIVERED", utcnow() - timedelta(days=8)
+        event_id = row.event_id
+        event = await session.get(WebhookEvent, event_id)
+        assert event is not None
+        event.created_at = utcnow() - timedelta(days=8)
+    waiting = await api.new_meeting(app_id)
+    await api.ok("POST", f"/{app_id}/recordings", json={"meeting_id": waiting["id"]})
+    async with db.write() as session:
+        pending = (await session.execute(select(WebhookEvent).order_by(WebhookEvent.id.desc()).limit(1))).scalar_one()
+        pending.created_at = utcnow() - timedelta(days=8)  # old, but its delivery has not ended
+    await prune_deliveries(db, timedelta(days=7))
+    async with db.read() as session:
+        assert await session.get(WebhookDelivery, delivery["id"]) is None
+        assert await session.get(WebhookEvent, event_id) is None
+        assert await session.get(WebhookEvent, pending.id) is not None

@@ -118,9 +118,12 @@ async def test_a_tampered_body_fails_verification(server: ThreadServer, setup: S
     assert not verifies(key, delivered.body + b" ", signature)
 
 
-async def test_a_400_is_not_retried_and_shows_in_the_deliveries(server: ThreadServer, setup: Setup) -> None:
+@pytest.mark.parametrize("code", [400, 307])
+async def test_a_4xx_or_3xx_is_not_retried_nor_followed_and_shows_in_the_deliveries(
+    server: ThreadServer, setup: Setup, code: int
+) -> None:
     app_id = (await asyncio.to_thread(setup.meeting))[0]
-    async with webhook_receiver(published_key(server.base_url), answer=lambda _: 400) as receiver:
+    async with webhook_receiver(published_key(server.base_url), answer=lambda _: code) as receiver:
         webhook_id = await webhook(setup, app_id, receiver.url)
         _, meeting_id = await asyncio.to_thread(setup.meeting, app_id)
         path = f"/{app_id}/recordings"
@@ -135,7 +138,7 @@ async def test_a_400_is_not_retried_and_shows_in_the_deliveries(server: ThreadSe
     assert (oldest["id"], oldest["event"], oldest["status"], oldest["attempts"]) == (
         receiver.uuids[0], "recording.statusUpdate", "FAILED", 1,
     )  # fmt: skip
-    assert (oldest["last_status_code"], oldest["last_error"]) == (400, "HTTP 400")
+    assert (oldest["last_status_code"], oldest["last_error"]) == (code, f"HTTP {code}")
     assert oldest["finished_at"] is not None
     assert listing.json()["paging"]["total_count"] == len(deliveries)
 

@@ -15,6 +15,8 @@ from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from recordkit.app import build_services
 from recordkit.config import UnsafeDataDir, build_settings, load_credentials, normalise_database_url
@@ -151,3 +153,28 @@ def test_the_largest_decoded_picture_is_a_setting_that_reaches_the_recorders_rea
     for text in ("1920", "0x0", "1920x1080x3", "20000x100", "-5x10"):
         with pytest.raises(ValueError, match="RECORDKIT_MEDIA_MAX_FRAME_SIZE"):
             build_settings(tmp_path, environ={"RECORDKIT_MEDIA_MAX_FRAME_SIZE": text})
+
+
+def test_the_webhook_key_is_generated_once_or_read_from_the_operators_file(tmp_path: Path) -> None:
+    generated, _ = load_credentials(tmp_path / "a", {})
+    again, _ = load_credentials(tmp_path / "a", {})
+    assert generated.webhook_private_key == again.webhook_private_key
+    key = serialization.load_pem_private_key(generated.webhook_private_key.encode(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == 2048
+
+    own = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    pem = own.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption())  # fmt: skip
+    (tmp_path / "own.pem").write_bytes(pem)
+    credentials, _ = load_credentials(tmp_path / "b", {"RECORDKIT_WEBHOOK_KEY_FILE": str(tmp_path / "own.pem")})
+    loaded = serialization.load_pem_private_key(credentials.webhook_private_key.encode(), password=None)
+    assert isinstance(loaded, rsa.RSAPrivateKey) and loaded.private_numbers() == own.private_numbers()
+
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    (tmp_path / "weak.pem").write_bytes(
+        weak.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (tmp_path / "junk.pem").write_text("not a key")
+    for name in ("weak.pem", "junk.pem", "missing.pem"):
+        with pytest.raises(ValueError, match="RECORDKIT_WEBHOOK_KEY_FILE"):
+            load_credentials(tmp_path / "c", {"RECORDKIT_WEBHOOK_KEY_FILE": str(tmp_path / name)})
