@@ -1,4 +1,5 @@
-"""A real `recordkit serve` per test module, on SQLite and on PostgreSQL."""
+"""A real `recordkit serve` per test module, on SQLite and on PostgreSQL (`served`); and one in a thread of the
+test process (`server`, `setup`) for the modules that look inside it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from tests.helpers import CREDENTIALS_ENV
 from tests.support.postgres import fresh_database
+from tests.support.recorder import server, setup  # noqa: F401 (fixtures)
 from tests.support.server import Served, recordkit_serve
 
 

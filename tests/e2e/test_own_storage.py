@@ -29,7 +29,7 @@ from recordkit.db.models import QueuedJob, Recording, StoreUpload, WebhookEvent
 from tests.recorder.test_composite_e2e import until_status
 from tests.support.azurite import azurite_server
 from tests.support.fake_gcs import fake_gcs
-from tests.support.media import Setup, ThreadServer, serve_in_thread
+from tests.support.media import Setup, ThreadServer
 from tests.support.seaweedfs import SeaweedS3, seaweedfs_s3
 from tests.support.sshd import sshd_server
 
@@ -107,19 +107,6 @@ def sftp_target(work_dir: Path) -> Iterator[Target]:
 
 
 TARGETS = {"s3": s3_target, "azure": azure_target, "gcs": gcs_target, "sftp": sftp_target}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServer]:
-    with serve_in_thread(tmp_path_factory.mktemp("own-storage") / "data") as served:
-        yield served
-
-
-@pytest.fixture(scope="module")
-def setup(server: ThreadServer) -> Iterator[Setup]:
-    rest = Setup(server.base_url)
-    yield rest
-    rest.close()
 
 
 @asynccontextmanager

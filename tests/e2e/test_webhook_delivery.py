@@ -10,7 +10,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -22,24 +22,11 @@ from recordkit.bot.client import join
 from recordkit.bot.synthetic import EncodedLoopAudioTrack, EncodedLoopVideoTrack, SyntheticClock
 from tests.helpers import CREDENTIALS_ENV
 from tests.recorder.test_composite_e2e import until_status
-from tests.support.media import Setup, ThreadServer, serve_in_thread
+from tests.support.media import Setup, ThreadServer
 from tests.support.server import recordkit_serve
 from tests.support.webhook_receiver import Receiver, public_key, verifies, webhook_receiver
 
 LIFE = ["INVOKED", "RECORDING", "PAUSED", "RECORDING", "UPLOADING", "UPLOADED"]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServer]:
-    with serve_in_thread(tmp_path_factory.mktemp("webhooks") / "data") as served:
-        yield served
-
-
-@pytest.fixture(scope="module")
-def setup(server: ThreadServer) -> Iterator[Setup]:
-    rest = Setup(server.base_url)
-    yield rest
-    rest.close()
 
 
 def published_key(base_url: str) -> str:
