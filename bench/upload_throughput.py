@@ -47,35 +47,25 @@ class Target:
 @contextlib.contextmanager
 def s3(work: Path) -> Iterator[Target]:
     with seaweedfs_s3(work) as server:
-        yield Target(
-            {"type": "aws", "access_key": server.access_key, "secret": server.secret, "bucket": server.bucket,
-             "region": server.region, "endpoint": server.endpoint},
-            server.process.pid,
-        )  # fmt: skip
+        yield Target(server.storage_config(), server.process.pid)
 
 
 @contextlib.contextmanager
 def azure(work: Path) -> Iterator[Target]:
     with azurite_server() as server:
-        yield Target(
-            {"type": "azure", "access_key": server.connection_string, "bucket": server.container}, server.process.pid
-        )
+        yield Target(server.storage_config(), server.process.pid)
 
 
 @contextlib.contextmanager
 def gcs(work: Path) -> Iterator[Target]:
     with fake_gcs(work) as server:
-        yield Target({"type": "gcs", "bucket": server.bucket, "endpoint": server.endpoint}, server.process.pid)
+        yield Target(server.storage_config(), server.process.pid)
 
 
 @contextlib.contextmanager
 def sftp(work: Path) -> Iterator[Target]:
     with sshd_server() as server:
-        config = {
-            "type": "sftp", "host": server.host, "port": server.port, "username": server.username,
-            "auth_method": "KEY", "private_key": server.private_key, "host_key": server.host_key,
-        }  # fmt: skip
-        yield Target(config, server.process.pid)
+        yield Target(server.storage_config(), server.process.pid)
 
 
 TARGETS: dict[str, Callable[[Path], contextlib.AbstractContextManager[Target]]] = {

@@ -52,58 +52,46 @@ def s3_target(work_dir: Path) -> Iterator[Target]:
 
 
 def s3_target_of(server: SeaweedS3) -> Target:
-    config = {
-        "type": "aws", "access_key": server.access_key, "secret": server.secret, "bucket": server.bucket,
-        "region": server.region, "endpoint": server.endpoint, "path": PATH,
-    }  # fmt: skip
-
     def read(key: str) -> bytes:
         return bytes(server.client().get_object(Bucket=server.bucket, Key=key)["Body"].read())
 
-    return Target(config, [server.access_key, server.secret], read)
+    return Target(server.storage_config(PATH), [server.access_key, server.secret], read)
 
 
 @contextlib.contextmanager
 def azure_target(work_dir: Path) -> Iterator[Target]:
     with azurite_server() as server:
-        config = {"type": "azure", "access_key": server.connection_string, "bucket": server.container, "path": PATH}
 
         def read(key: str) -> bytes:
             with BlobServiceClient.from_connection_string(server.connection_string) as client:
                 return client.get_blob_client(server.container, key).download_blob().readall()
 
         key_only = server.connection_string.split("AccountKey=")[1].split(";")[0]
-        yield Target(config, [server.connection_string, key_only], read)
+        yield Target(server.storage_config(PATH), [server.connection_string, key_only], read)
 
 
 @contextlib.contextmanager
 def gcs_target(work_dir: Path) -> Iterator[Target]:
     with fake_gcs(work_dir) as server:
-        config = {"type": "gcs", "bucket": server.bucket, "endpoint": server.endpoint, "path": PATH}
 
         def read(key: str) -> bytes:
             response = httpx.get(server.media_url(key))
             response.raise_for_status()
             return response.content
 
-        yield Target(config, [], read)
+        yield Target(server.storage_config(PATH), [], read)
 
 
 @contextlib.contextmanager
 def sftp_target(work_dir: Path) -> Iterator[Target]:
     with sshd_server() as server:
-        config = {
-            "type": "sftp", "host": server.host, "port": server.port, "username": server.username,
-            # Relative: an absolute SFTP path is one on the server's own filesystem (§10.4).
-            "auth_method": "KEY", "private_key": server.private_key, "host_key": server.host_key,
-            "path": PATH.lstrip("/"),
-        }  # fmt: skip
 
         def read(key: str) -> bytes:
             return (server.login_dir() / key).read_bytes()
 
         key_lines = [line for line in server.private_key.splitlines() if line and not line.startswith("-----")]
-        yield Target(config, [server.private_key, *key_lines], read)
+        # Relative: an absolute SFTP path is one on the server's own filesystem (§10.4).
+        yield Target(server.storage_config(PATH.lstrip("/")), [server.private_key, *key_lines], read)
 
 
 TARGETS = {"s3": s3_target, "azure": azure_target, "gcs": gcs_target, "sftp": sftp_target}

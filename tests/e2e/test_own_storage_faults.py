@@ -38,10 +38,8 @@ FAST_RETRIES = {**CREDENTIALS_ENV, "RECORDKIT_RETRY_DELAY_SCALE": "0.02"}
 
 
 def s3_config(server: SeaweedS3, secret: str | None = None) -> dict[str, Any]:
-    return {
-        "type": "aws", "access_key": server.access_key, "secret": secret or server.secret, "bucket": server.bucket,
-        "region": server.region, "endpoint": server.endpoint, "path": PATH,
-    }  # fmt: skip
+    config = server.storage_config(PATH)
+    return config if secret is None else {**config, "secret": secret}
 
 
 async def until(setup: Setup, app_id: str, rid: str, wanted: set[str], timeout_s: float = 60) -> dict[str, Any]:
@@ -150,10 +148,7 @@ async def test_wrong_credentials_end_errored_naming_the_destination_and_keep_the
 
 async def test_a_wrong_sftp_host_key_ends_errored_and_writes_nothing(tmp_path: Path) -> None:
     with sshd_server() as sftp, sshd_server() as impostor:
-        config = {
-            "type": "sftp", "host": sftp.host, "port": sftp.port, "username": sftp.username, "auth_method": "KEY",
-            "private_key": sftp.private_key, "host_key": impostor.host_key, "path": PATH,
-        }  # fmt: skip
+        config = sftp.storage_config(PATH, host_key=impostor.host_key)
         with recordkit_serve(tmp_path / "data", env=FAST_RETRIES) as served:
             setup = Setup(served.base_url)
             app_id, rid = await recorded(served.base_url, setup, config)

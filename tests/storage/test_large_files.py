@@ -51,10 +51,7 @@ def sha256_of(path: Path) -> str:
 
 async def test_s3_takes_a_file_over_100_mb_in_parts(large_file: Path, tmp_path: Path) -> None:
     with seaweedfs_s3(tmp_path) as server:
-        config = {
-            "type": "aws", "access_key": server.access_key, "secret": server.secret, "bucket": server.bucket,
-            "region": server.region, "endpoint": server.endpoint,
-        }  # fmt: skip
+        config = server.storage_config()
         store = S3Store(config, SETTINGS)
         try:
             stored = await store.put(large_file, large_file.name)
@@ -89,7 +86,7 @@ async def test_azure_takes_a_file_over_100_mb_in_blocks(large_file: Path) -> Non
 
 async def test_gcs_takes_a_file_over_100_mb_in_resumable_chunks(large_file: Path, tmp_path: Path) -> None:
     with fake_gcs(tmp_path) as server:
-        store = GcsStore({"type": "gcs", "bucket": server.bucket, "endpoint": server.endpoint}, SETTINGS)
+        store = GcsStore(server.storage_config(), SETTINGS)
         try:
             stored = await store.put(large_file, large_file.name)
         finally:

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobServiceClient
@@ -36,6 +37,11 @@ class Azurite:
     @property
     def connection_string(self) -> str:
         return self.connection_string_with(ACCOUNT_KEY)
+
+    def storage_config(self, path: str | None = None) -> dict[str, Any]:
+        """A `storage_config` (recordings.md §10.4) that uploads to this server's container."""
+        config = {"type": "azure", "access_key": self.connection_string, "bucket": self.container}
+        return config if path is None else {**config, "path": path}
 
     def connection_string_with(self, account_key: str) -> str:
         """The account's connection string with another key, to test a refused one."""

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -41,6 +42,11 @@ class FakeGcs:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def storage_config(self, path: str | None = None) -> dict[str, Any]:
+        """A `storage_config` (recordings.md §10.4) that uploads to this server's bucket, anonymously."""
+        config = {"type": "gcs", "bucket": self.bucket, "endpoint": self.endpoint}
+        return config if path is None else {**config, "path": path}
 
     def requests(self) -> list[str]:
         """The request lines served so far, e.g. `PUT /upload/storage/v1/b/rec/o?uploadType=resumable&…`."""

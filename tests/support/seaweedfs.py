@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import botocore.session
 from botocore.client import BaseClient
@@ -68,6 +69,12 @@ class SeaweedS3:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def storage_config(self, path: str | None = None) -> dict[str, Any]:
+        """A `storage_config` (recordings.md §10.4) that uploads to this server's bucket."""
+        config = {"type": "aws", "access_key": self.access_key, "secret": self.secret, "bucket": self.bucket,
+                  "region": self.region, "endpoint": self.endpoint}  # fmt: skip
+        return config if path is None else {**config, "path": path}
 
     def client(self) -> BaseClient:
         """A plain (sync) botocore client on this server, independent of the code under test."""

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 
@@ -59,6 +60,15 @@ class Sshd:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def storage_config(self, path: str | None = None, host_key: str | None = None) -> dict[str, Any]:
+        """A `storage_config` (recordings.md §10.4) that uploads here with the test's key, pinning `host_key`
+        (this server's own unless given). A relative `path` is under the login dir; an absolute one is not."""
+        config = {
+            "type": "sftp", "host": self.host, "port": self.port, "username": self.username, "auth_method": "KEY",
+            "private_key": self.private_key, "host_key": host_key or self.host_key,
+        }  # fmt: skip
+        return config if path is None else {**config, "path": path}
 
     def session_pids(self) -> list[int]:
         """The processes serving open connections: sshd forks one child per connection (Linux /proc)."""
