@@ -31,6 +31,7 @@ from recordkit.db.engine import Database
 from recordkit.db.models import Recording
 from recordkit.jobs.dispatcher import Dispatcher, Job
 from recordkit.recorder.manifest import TRACK_FILE
+from recordkit.recorder.outputs.hls import hls_dir, package_hls
 from recordkit.recorder.remux import remux_in_place
 from recordkit.recorder.spool import spool_dir
 from recordkit.recording.lifecycle import CAPTURING, Kind, Status
@@ -163,7 +164,10 @@ class Reconciler:
             return
         try:
             spool = spool_dir(self.data_dir, recording_id)
-            stopped_at = crash_time(recording, spool, utcnow())
+            interactive = recording.output_file_name.endswith(".tar")
+            # An interactive recording's segments are written in their own folder, and are what it wrote last.
+            written_in = hls_dir(spool) if interactive and hls_dir(spool).is_dir() else spool
+            stopped_at = crash_time(recording, written_in, utcnow())
             reason = INTERNAL_ERROR
             if recording.wanted_state == STOPPED and recording.wanted_at is not None:
                 stopped_at = min(stopped_at, max(recording.wanted_at, recording.started_time or recording.wanted_at))
@@ -174,6 +178,14 @@ class Reconciler:
                 tracks = [path for path in spool.glob("*") if TRACK_FILE.match(path.name)]
                 sizes = [await asyncio.to_thread(remux_in_place, path) for path in tracks]
                 file_size, captured_media = (sum(sizes) if sizes else None), bool(sizes)
+            elif interactive:
+                # Its complete segments play as they are: they go into the tar as they are (a separate audio file
+                # is remuxed like any spool file).
+                tar = spool / recording.output_file_name
+                file_size, captured_media = await asyncio.to_thread(package_hls, hls_dir(spool), tar), True
+                for path in spool.glob("*.*"):
+                    if path != tar:
+                        await asyncio.to_thread(remux_in_place, path)
             else:
                 # Copy the packets into a complete file: a WebM cut off by the crash has no duration.
                 remuxed = {path.name: await asyncio.to_thread(remux_in_place, path) for path in spool.glob("*.*")}
