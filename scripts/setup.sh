@@ -16,7 +16,9 @@ set -euo pipefail
 #   postgresql: server binaries; tests start a throwaway cluster when nothing answers
 #   on 127.0.0.1:5432 (see tests/support/postgres.py).
 #   openssh-server: the SFTP tests start their own sshd; node + npm: the Azure tests' azurite (below).
+#   fonts-dejavu-core: the composite's name labels; tesseract-ocr(-eng): a test reads them back off a recording.
 APT_PACKAGES="python3-venv python3-pip python3-dev build-essential postgresql curl ffmpeg chromium fonts-dejavu-core"
+APT_PACKAGES="$APT_PACKAGES tesseract-ocr tesseract-ocr-eng"
 APT_PACKAGES="$APT_PACKAGES openssh-server"
 # A machine may have Node.js from elsewhere (nodesource bundles npm, and Debian's npm would conflict with it).
 command -v npm >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES nodejs npm"

@@ -362,6 +362,8 @@ class Recorder:
             due = queue.take_until(render_wall_s)
             if due and peer_id in tiles:
                 self._compositor.update(peer_id, due[-1].frame)
+        # The mixer's last block ends where this frame starts: the outline follows what is heard with it.
+        self._compositor.set_speaker(self._mixer.speakers.speaker)
 
     def _feed_mixer(self, render_wall_s: float) -> None:
         assert self._timeline is not None

@@ -1,13 +1,17 @@
-"""The composite picture: an equal-tile grid of the participants in join order (recordings.md §9.3, "Layout").
+"""The composite picture: a grid of the participants in join order, laid out like a meeting
+(recordings.md §9.3, "Layout").
 
-Each tile shows its participant's latest video frame scaled with its aspect ratio kept (black bars around it),
-or, for a participant without video, a dark tile with their name. The grid is a pure function of the number of
-participants and the output size, so a participant keeps their tile while nobody joins or leaves; when someone
-does, the grid re-flows and everyone takes their place in join order again.
+Tiles are 16:9, all the same size, with a gap between them and a margin around them on a dark background.
+Each shows its participant's latest video frame fitted in it (on the tile's grey where the shapes differ), or,
+for a participant without video, their initials on a disc; either way their name on a plate in the tile's
+bottom-left corner. The active speaker's tile is outlined in the gap around it. The grid is a pure function of
+the number of participants and the output size, so a participant keeps their tile while nobody joins or leaves;
+when someone does, the grid re-flows and everyone takes their place in join order again.
 
 `Compositor` keeps one yuv420p canvas for the whole recording and redraws only the tiles whose participant sent
-a new frame since the last composition; scaling is swscale's, through one reformatter per participant, so its
-context is set up once per input size instead of once per frame.
+a new frame since the last composition (and the outline when the speaker changes); scaling is swscale's,
+through one reformatter per participant, so its context is set up once per input size instead of once per
+frame. Names and initials are rendered once per (name, size) by `labels`.
 """
 
 from __future__ import annotations
@@ -19,16 +23,21 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from recordkit.bitmap_font import GLYPH_HEIGHT, GLYPH_WIDTH, printable, text_mask
+from recordkit.recorder.labels import Overlay, initials_disc, label_font_px, name_label, rgb_to_yuv
 
-# Cameras are 16:9 unless told otherwise: the grid's shape is chosen to give 16:9 pictures the most room.
-ASSUMED_ASPECT = 16 / 9
-# Limited-range YUV: black, a dark grey for name tiles, and a light grey for names (well below a flash's 255,
-# so a sync detector never takes a name tile for a flash).
+# Tiles are 16:9, the shape of nearly every camera and screen share, whatever the frame's own shape.
+TILE_ASPECT = 16 / 9
+# A picture at most this much bigger than its tile is cropped to it (≤ 2.5 % off each edge) instead of scaled:
+# a 640x360 camera in a 618x348 tile stays sharp, and the copy costs a tenth of a rescale.
+CROP_TOLERANCE = 0.05
+# Limited-range YUV: black (for what is painted onto the composite, like watermarks), the background around the
+# tiles, and the grey of a tile behind its picture or initials. The outline is a bright blue, far from a sync
+# flash's white in luma and easy to tell by its chroma.
 BLACK_LUMA = 16
-NAME_TILE_LUMA = 40
-NAME_TEXT_LUMA = 200
+BACKGROUND_LUMA = 28
+TILE_LUMA = 50
 NEUTRAL_CHROMA = 128
+OUTLINE_YUV = rgb_to_yuv((66, 133, 244))
 
 
 @dataclass(frozen=True)
@@ -41,38 +50,49 @@ class Rect:
     height: int
 
 
+def spacing(width: int, height: int) -> int:
+    """The gap between tiles and the margin around them: 8 px on a 720p frame, in proportion on others."""
+    return _even_floor(min(width, height) / 90)
+
+
+def outline_width(width: int, height: int) -> int:
+    """The speaker's outline: half the gap, so neighbours' outlines could never touch."""
+    return _even_floor(spacing(width, height) / 2)
+
+
 def grid(count: int, width: int, height: int) -> list[Rect]:
     """The tiles of `count` participants on a `width`×`height` frame, in join order (row by row).
 
-    The column count is the one that shows a 16:9 picture biggest; ties go to fewer empty cells, then to the
-    frame's long side (so two people sit side by side on a landscape frame and one above the other on a
-    portrait one). That gives 1 → full frame, 2 → 2×1, 3–4 → 2×2, 5–6 → 3×2, 7–9 → 3×3, … 21–25 → 5×5 on a
-    16:9 frame. Tiles are equal; the grid is centred, and so is an incomplete last row.
+    The column count is the one that makes the tiles biggest; ties go to fewer empty cells, then to the frame's
+    long side (so two people sit side by side on a landscape frame and one above the other on a portrait one).
+    That gives 1 → one tile, 2 → 2×1, 3–4 → 2×2, 5–6 → 3×2, 7–9 → 3×3, … 21–25 → 5×5 on a 16:9 frame. The grid
+    is centred, and so is an incomplete last row.
     """
     if count <= 0:
         return []
-    best: tuple[float, int, int] | None = None
-    columns = 0
+    gap = spacing(width, height)
+    best: tuple[tuple[int, int, int], int, tuple[int, int]] | None = None
     for cols in range(1, count + 1):
         rows = math.ceil(count / cols)
-        tile_w, tile_h = _even_floor(width / cols), _even_floor(height / rows)
-        if tile_w < 2 or tile_h < 2:
+        cell_w, cell_h = (width - (cols + 1) * gap) / cols, (height - (rows + 1) * gap) / rows
+        if cell_w < 2 or cell_h < 2:
             continue
-        fitted = fit(ASSUMED_ASPECT, 1.0, tile_w, tile_h)
-        # Sorting key: bigger picture, fewer cells, then more columns when landscape (more rows when portrait).
-        key = (fitted[0] * fitted[1], -cols * rows, cols if width >= height else -cols)
-        if best is None or key > best:
-            best, columns = key, cols
-    if not columns:
+        tile = fit(TILE_ASPECT, 1.0, _even_floor(cell_w), _even_floor(cell_h))
+        # Sorting key: bigger tiles, fewer cells, then more columns when landscape (more rows when portrait).
+        key = (tile[0] * tile[1], -cols * rows, cols if width >= height else -cols)
+        if best is None or key > best[0]:
+            best = (key, cols, tile)
+    if best is None:
         raise ValueError(f"{count} tiles do not fit on a {width}x{height} frame")
+    _, columns, (tile_w, tile_h) = best
     rows = math.ceil(count / columns)
-    tile_w, tile_h = _even_floor(width / columns), _even_floor(height / rows)
-    top = _even_floor((height - rows * tile_h) / 2)
+    top = _even_floor((height - rows * tile_h - (rows - 1) * gap) / 2)
     tiles: list[Rect] = []
     for row in range(rows):
         in_row = min(columns, count - row * columns)
-        left = _even_floor((width - in_row * tile_w) / 2)
-        tiles += [Rect(left + col * tile_w, top + row * tile_h, tile_w, tile_h) for col in range(in_row)]
+        left = _even_floor((width - in_row * tile_w - (in_row - 1) * gap) / 2)
+        y = top + row * (tile_h + gap)
+        tiles += [Rect(left + col * (tile_w + gap), y, tile_w, tile_h) for col in range(in_row)]
     return tiles
 
 
@@ -85,10 +105,30 @@ def fit(source_width: float, source_height: float, width: int, height: int) -> t
     )
 
 
+def crops(source_width: int, source_height: int, tile: Rect) -> bool:
+    """Whether a picture of this size is cropped to the tile at 1:1 rather than scaled (see CROP_TOLERANCE)."""
+    most = 1 + CROP_TOLERANCE
+    return tile.width <= source_width <= tile.width * most and tile.height <= source_height <= tile.height * most
+
+
 def content_rect(source_width: int, source_height: int, tile: Rect) -> Rect:
-    """Where a `source_width`×`source_height` picture lands in a tile: scaled to fit, centred."""
+    """Where a `source_width`×`source_height` picture lands in a tile: scaled to fit, centred (or the whole tile,
+    when it is cropped to it)."""
+    if crops(source_width, source_height, tile):
+        return tile
     w, h = fit(source_width, source_height, tile.width, tile.height)
     return Rect(tile.x + _even_floor((tile.width - w) / 2), tile.y + _even_floor((tile.height - h) / 2), w, h)
+
+
+def name_plate(name: str, tile: Rect) -> tuple[Overlay, Rect] | None:
+    """A participant's name label for a tile and where it goes: the bottom-left corner, inset by half the type
+    size. None when the tile is too small for one."""
+    font_px = label_font_px(tile.height)
+    inset = _even_round(font_px / 2)
+    label = name_label(name, font_px, tile.width - 2 * inset)
+    if label is None or label.height + 2 * inset > tile.height:
+        return None
+    return label, Rect(tile.x + inset, tile.y + tile.height - inset - label.height, label.width, label.height)
 
 
 @dataclass
@@ -106,7 +146,7 @@ class Compositor:
     """Composes the grid of a recording's participants into yuv420p frames of a fixed size.
 
     Not thread-safe: call it from one thread (the recorder's media thread). `compose()` costs one full-frame
-    copy plus scaling and copying of the tiles that changed.
+    copy plus scaling (or cropping) and copying of the tiles that changed, and blending their name labels.
     """
 
     def __init__(self, width: int, height: int) -> None:
@@ -120,16 +160,20 @@ class Compositor:
         self._y = self._canvas[:luma_size].reshape(height, width)
         self._u = self._canvas[luma_size : luma_size * 5 // 4].reshape(height // 2, width // 2)
         self._v = self._canvas[luma_size * 5 // 4 :].reshape(height // 2, width // 2)
-        self._y[:] = BLACK_LUMA
+        self._y[:] = BACKGROUND_LUMA
         self._seats: dict[str, _Seat] = {}  # insertion order is join order
         self._tiles: dict[str, Rect] = {}
         self._reflowed = False
+        self._outline = outline_width(width, height)
+        self._speaker: str | None = None
+        self._outlined: Rect | None = None  # the tile the outline is drawn around
 
     def join(self, participant_id: str, name: str) -> None:
         """Add a participant at the end of the join order (a known one only gets the new name)."""
         seat = self._seats.get(participant_id)
         if seat is not None:
-            seat.name, seat.dirty = name, seat.dirty or seat.frame is None
+            if name != seat.name:  # the whole tile is redrawn: a shorter label must not leave the old one's edge
+                seat.name, seat.dirty, seat.drawn = name, True, None
             return
         self._seats[participant_id] = _Seat(name)
         self._reflow()
@@ -145,10 +189,14 @@ class Compositor:
         seat.frame, seat.dirty = frame, True
 
     def video_ended(self, participant_id: str) -> None:
-        """The participant has no video any more: their tile shows their name."""
+        """The participant has no video any more: their tile shows their initials."""
         seat = self._seats.get(participant_id)
         if seat is not None and seat.frame is not None:
             seat.frame, seat.dirty = None, True
+
+    def set_speaker(self, participant_id: str | None) -> None:
+        """Outline this participant's tile from the next composition on (None, or someone unknown: nobody's)."""
+        self._speaker = participant_id
 
     def tiles(self) -> dict[str, Rect]:
         """Each participant's tile, in join order."""
@@ -157,13 +205,15 @@ class Compositor:
     def compose(self) -> av.VideoFrame:
         """A new yuv420p frame of the grid as it stands (no pts: the encoder places it)."""
         if self._reflowed:
-            self._y[:] = BLACK_LUMA
+            self._y[:] = BACKGROUND_LUMA
             self._u[:] = NEUTRAL_CHROMA
             self._v[:] = NEUTRAL_CHROMA
+            self._outlined = None
             self._reflowed = False
         for participant_id, seat in self._seats.items():
             if seat.dirty:
                 self._draw(seat, self._tiles[participant_id])
+        self._draw_outline(self._tiles.get(self._speaker) if self._speaker is not None else None)
         # A fresh frame each time: encoders may keep a reference to frames they were given.
         return av.VideoFrame.from_ndarray(self._canvas.reshape(-1, self.width), format="yuv420p")
 
@@ -175,55 +225,75 @@ class Compositor:
 
     def _draw(self, seat: _Seat, tile: Rect) -> None:
         seat.dirty = False
+        plate = name_plate(seat.name, tile)
         if seat.frame is None:
-            self._draw_name(seat.name, tile)
+            self._fill(tile, TILE_LUMA)
+            self._draw_initials(seat.name, tile)
             seat.drawn = None
-            return
-        target = content_rect(seat.frame.width, seat.frame.height, tile)
+        else:
+            self._draw_picture(seat, seat.frame, tile, plate[1] if plate is not None else None)
+        if plate is not None:
+            label, where = plate
+            label.blend((self._y, self._u, self._v), where.x, where.y)
+
+    def _draw_picture(self, seat: _Seat, frame: av.VideoFrame, tile: Rect, label: Rect | None) -> None:
+        target = content_rect(frame.width, frame.height, tile)
         if target != seat.drawn:
-            self._fill(tile, BLACK_LUMA)
+            self._fill(tile, TILE_LUMA)
             seat.drawn = target
-        # threads=1: a swscale thread pool per tile costs more than it saves at tile sizes.
-        scaled = seat.reformatter.reformat(
-            seat.frame, width=target.width, height=target.height, format="yuv420p", threads=1
-        )
+        elif label is not None and target != tile:
+            # The label was blended onto what is under it: where the picture does not cover that, start afresh.
+            self._fill(label, TILE_LUMA)
         x, y, w, h = target.x, target.y, target.width, target.height
+        if crops(frame.width, frame.height, tile) and frame.format.name == "yuv420p":
+            left, top = _even_floor((frame.width - w) / 2), _even_floor((frame.height - h) / 2)
+            planes = [plane_view(frame, index) for index in range(3)]
+            self._y[y : y + h, x : x + w] = planes[0][top : top + h, left : left + w]
+            chroma = (slice(top // 2, (top + h) // 2), slice(left // 2, (left + w) // 2))
+            self._u[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = planes[1][chroma]
+            self._v[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = planes[2][chroma]
+            return
+        # threads=1: a swscale thread pool per tile costs more than it saves at tile sizes.
+        scaled = seat.reformatter.reformat(frame, width=w, height=h, format="yuv420p", threads=1)
         self._y[y : y + h, x : x + w] = plane_view(scaled, 0)
         self._u[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = plane_view(scaled, 1)
         self._v[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = plane_view(scaled, 2)
 
-    def _fill(self, tile: Rect, luma: int) -> None:
-        x, y, w, h = tile.x, tile.y, tile.width, tile.height
-        self._y[y : y + h, x : x + w] = luma
-        self._u[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = NEUTRAL_CHROMA
-        self._v[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = NEUTRAL_CHROMA
-
-    def _draw_name(self, name: str, tile: Rect) -> None:
-        self._fill(tile, NAME_TILE_LUMA)
-        mask = name_mask(name, tile.width * 4 // 5, tile.height // 4)
-        h, w = mask.shape
-        if w == 0:
+    def _draw_initials(self, name: str, tile: Rect) -> None:
+        diameter = _even_floor(min(tile.width, tile.height) * 0.45)
+        if diameter < 8:
             return
-        top = tile.y + (tile.height - h) // 2
-        left = tile.x + (tile.width - w) // 2
-        self._y[top : top + h, left : left + w][mask] = NAME_TEXT_LUMA
+        disc = initials_disc(name, diameter)
+        x = tile.x + _even_floor((tile.width - diameter) / 2)
+        y = tile.y + _even_floor((tile.height - diameter) / 2)
+        disc.blend((self._y, self._u, self._v), x, y)
 
+    def _draw_outline(self, tile: Rect | None) -> None:
+        if tile == self._outlined:
+            return
+        if self._outlined is not None:
+            self._ring(self._outlined, (BACKGROUND_LUMA, NEUTRAL_CHROMA, NEUTRAL_CHROMA))
+        if tile is not None and self._outline:
+            self._ring(tile, OUTLINE_YUV)
+        self._outlined = tile
 
-def name_mask(name: str, max_width: int, max_height: int) -> np.ndarray:
-    """A participant's name as a boolean pixel mask at most `max_width`×`max_height`, in the biggest whole
-    scale of the 5×7 font that fits; a name too long even at scale 1 is cut and ends in "..".
+    def _ring(self, tile: Rect, colour: tuple[int, int, int]) -> None:
+        """Paint the band `outline` pixels wide around a tile (it lies in the gap or margin)."""
+        w = self._outline
+        outer = Rect(tile.x - w, tile.y - w, tile.width + 2 * w, tile.height + 2 * w)
+        for band in (
+            Rect(outer.x, outer.y, outer.width, w),
+            Rect(outer.x, tile.y + tile.height, outer.width, w),
+            Rect(outer.x, tile.y, w, tile.height),
+            Rect(tile.x + tile.width, tile.y, w, tile.height),
+        ):
+            self._fill(band, colour[0], colour[1:])
 
-    Names are shown in capitals, accents dropped; other characters show as "?". Empty names show "?".
-    """
-    text = printable(name) or "?"
-    cell = GLYPH_WIDTH + 1  # one blank font column between characters
-    scale = max(1, min((max_width + 1) // (cell * len(text)), max_height // GLYPH_HEIGHT))
-    fits = (max_width + scale) // (cell * scale)
-    if fits < 1 or GLYPH_HEIGHT * scale > max_height:
-        return np.zeros((0, 0), bool)
-    if len(text) > fits:
-        text = text[: max(0, fits - 2)] + ".." if fits >= 3 else text[:fits]
-    return text_mask(text, scale)
+    def _fill(self, rect: Rect, luma: int, chroma: tuple[int, int] = (NEUTRAL_CHROMA, NEUTRAL_CHROMA)) -> None:
+        x, y, w, h = rect.x, rect.y, rect.width, rect.height
+        self._y[y : y + h, x : x + w] = luma
+        self._u[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = chroma[0]
+        self._v[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = chroma[1]
 
 
 def plane_view(frame: av.VideoFrame, index: int) -> np.ndarray:

@@ -20,6 +20,9 @@ needed gain over the next 5 ms, averaged over the last 5 ms (a lookahead limiter
 ≤ it too), and it recovers at 60 dB/s. The lookahead reads audio already in the rings after the block being
 mixed, so it adds no delay of its own; it works best when the caller mixes a little behind the newest input
 (its jitter delay). All gain arithmetic is in log2 units.
+
+Levels. Each block also measures every participant's level (before the limiter), and `speakers` (a
+`SpeakerMeter`) says from those who the active speaker is, for the composite's outline.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import av
 import numpy as np
 
 from recordkit.recorder.plan import SAMPLE_RATE
+from recordkit.recorder.speaker import SpeakerMeter
 
 CEILING = 10 ** (-1 / 20)  # −1 dBFS
 LOOKAHEAD_S = 0.005
@@ -65,6 +69,7 @@ class Mixer:
         self.layout = "mono" if channels == 1 else "stereo"
         self.late_samples = 0
         self.early_samples = 0
+        self.speakers = SpeakerMeter(sample_rate)
         self._size = round(window_s * sample_rate)
         self._inputs: dict[str, _Input] = {}
         self._cursor = 0
@@ -120,8 +125,13 @@ class Mixer:
         fresh = max(0, min(n_samples, start + n_samples - self._cursor))
         skip = n_samples - fresh
         total = np.zeros((self.channels, fresh + self._lookahead), np.float32)
-        for source in self._inputs.values():
-            total += self._read(source, self._cursor, fresh + self._lookahead)
+        heard: dict[str, np.ndarray] = {}
+        for participant_id, source in self._inputs.items():
+            samples = self._read(source, self._cursor, fresh + self._lookahead)
+            total += samples
+            heard[participant_id] = samples[:, :fresh]
+        if fresh:
+            self.speakers.update(heard, self._cursor / self.sample_rate)
         self._consume(self._cursor, fresh)
         self._cursor += fresh
         self._inputs = {

@@ -206,3 +206,25 @@ def test_mono_mix_of_a_stereo_participant() -> None:
     out = mixer.mix(0.0, 960)
     assert out.shape == (1, 960)
     assert np.abs(out[0] - np.round(tone(300, 0.4, 0, 0.02) * FULL_SCALE)).max() <= 1
+
+
+def test_the_beeping_participant_is_the_speaker_while_they_beep() -> None:
+    clock = SyntheticClock()
+    ada, grace = SyntheticAudioTrack(clock), SyntheticAudioTrack(clock, beep_frequency_hz=1200)
+    mixer = Mixer(channels=2)
+    speakers: list[str | None] = []
+    for index in range(200):  # 4 s of 20 ms frames; Grace's beeps come half a second after Ada's
+        mixer.push("ada", ada.frame_at(index), index * 0.02)
+        mixer.push("grace", grace.frame_at(index), index * 0.02 + 0.5)
+        if index >= 2:
+            mixer.mix((index - 2) * 0.02, 960)
+            speakers.append(mixer.speakers.speaker)  # after the block ending at (index - 1) · 20 ms
+
+    def speaker_after(time_s: float) -> str | None:
+        return speakers[round(time_s / 0.02) - 1]
+
+    for second in (1, 2, 3):
+        assert speaker_after(second + 0.08) == "ada"
+        assert speaker_after(second + 0.58) == "grace"
+        assert speaker_after(second + 0.45) is None and speaker_after(second + 0.95) is None
+    assert mixer.speakers.levels_db()["ada"] < -60  # between beeps: the bot's quiet noise
