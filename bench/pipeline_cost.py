@@ -90,7 +90,10 @@ def video_cost(codec: VideoCodec, participants: int, size: tuple[int, int], seco
     silence = np.zeros((2, 1600), np.int16)  # keeps the muxer interleaving as in a recording; cost not counted
     compose_s = encode_s = 0.0
     frames = round(seconds * FPS)
-    with tempfile.TemporaryDirectory() as tmp, CompositeEncoder(composite_plan(codec), Path(tmp) / "spool") as enc:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        CompositeEncoder.for_file(composite_plan(codec), Path(tmp) / "spool") as enc,
+    ):
         wall_start = time.perf_counter()
         for index in range(frames):
             cpu_0 = time.process_time()
@@ -99,7 +102,7 @@ def video_cost(codec: VideoCodec, participants: int, size: tuple[int, int], seco
             frame = compositor.compose()
             watermark.apply(frame)
             cpu_1 = time.process_time()
-            enc.write_video(frame, index / FPS)
+            enc.write_video(frame, index / FPS, index / FPS)
             cpu_2 = time.process_time()
             enc.write_audio(silence, index / FPS)
             compose_s += cpu_1 - cpu_0
@@ -125,7 +128,7 @@ def audio_cost(participants: int, seconds: float, codec: VideoCodec) -> tuple[fl
             mixed.append(mixer.mix((index - 2) * 0.02, 960))
     mix_cores = (time.process_time() - cpu_0) / seconds
     plan = composite_plan(codec)
-    with tempfile.TemporaryDirectory() as tmp, CompositeEncoder(plan, Path(tmp) / "spool") as encoder:
+    with tempfile.TemporaryDirectory() as tmp, CompositeEncoder.for_file(plan, Path(tmp) / "spool") as encoder:
         cpu_1 = time.process_time()
         for index, block in enumerate(mixed):
             encoder.write_audio(block, index * 0.02)
@@ -140,10 +143,10 @@ def start_latency(codec: VideoCodec) -> tuple[float, float]:
     for _ in range(5):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            with CompositeEncoder(composite_plan(codec), Path(tmp) / "spool") as encoder:
+            with CompositeEncoder.for_file(composite_plan(codec), Path(tmp) / "spool") as encoder:
                 t1 = time.perf_counter()
                 before_write = time.monotonic()
-                encoder.write_video(bot.frame_at(0), 0.0)
+                encoder.write_video(bot.frame_at(0), 0.0, 0.0)
                 first_packet_at_s = encoder.first_packet_at_s or float("nan")  # nan: held back by the encoder
                 opens.append((t1 - t0) * 1000)
                 firsts.append((first_packet_at_s - before_write) * 1000)
@@ -156,12 +159,12 @@ def first_fragment_on_disk_s(codec: VideoCodec) -> float:
     frames = [bot.frame_at(index) for index in range(2 * FPS)]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "spool"
-        with CompositeEncoder(composite_plan(codec), path) as encoder:
+        with CompositeEncoder.for_file(composite_plan(codec), path) as encoder:
             header = path.stat().st_size
             start = time.monotonic()
             for index, frame in enumerate(frames):
                 _sleep_until(start + index / FPS)
-                encoder.write_video(frame, index / FPS)
+                encoder.write_video(frame, index / FPS, index / FPS)
                 encoder.write_audio(np.zeros((2, 1600), np.int16), index / FPS)
                 if path.stat().st_size > header:
                     return time.monotonic() - start

@@ -31,7 +31,11 @@ from recordkit.recorder.fetch import Network
 from recordkit.recorder.inputs import Inputs
 from recordkit.recorder.layout import Compositor
 from recordkit.recorder.mixer import Mixer
-from recordkit.recorder.plan import SAMPLE_RATE, OutputPlan
+from recordkit.recorder.outputs import Output
+from recordkit.recorder.outputs.file import FileOutput
+from recordkit.recorder.outputs.hls import HlsOutput, hls_dir, package_hls
+from recordkit.recorder.outputs.rtmp import RtmpOutput
+from recordkit.recorder.plan import SAMPLE_RATE, CompositeFile, OutputPlan
 from recordkit.recorder.spool import DiskFloor
 from recordkit.recorder.tasks import RecorderTasks
 from recordkit.recorder.timeline import Timeline
@@ -55,6 +59,8 @@ class RecorderSettings:
     fetch_allow: tuple[Network, ...] = ()
     # Free space the spool's disk keeps; a recorder below it stops by itself (RECORDKIT_MIN_FREE_MB; 0: none).
     min_free_bytes: int = 0
+    # How long an RTMP output waits before connecting again after its server dropped or refused it (§9.6).
+    rtmp_retry_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -299,9 +305,21 @@ class Recorder:
         if self.plan.composite is not None:
             video = self.plan.composite.video
             self._compositor = Compositor(video.width, video.height)
-            self._composite = CompositeEncoder(self.plan.composite, self.spool / self.plan.composite.name)
+            self._composite = CompositeEncoder(self.plan.composite, self._composite_outputs(self.plan.composite))
         if self.plan.audio_file is not None:
             self._audio_file = AudioFileEncoder(self.plan.audio_file, self.spool / self.plan.audio_file.name)
+
+    def _composite_outputs(self, composite: CompositeFile) -> list[Output]:
+        """Where the composite goes: its spool file, or the HLS segments of an interactive recording (§9.5);
+        and the RTMP stream when one is asked for (§9.6)."""
+        outputs: list[Output] = []
+        if self.plan.interactive:
+            outputs.append(HlsOutput(hls_dir(self.spool)))
+        else:
+            outputs.append(FileOutput(composite.container, self.spool / composite.name))
+        if self.plan.rtmp_url:
+            outputs.append(RtmpOutput(self.plan.rtmp_url, self.settings.rtmp_retry_s))
+        return outputs
 
     def _seat(self, peer_id: str, name: str) -> None:
         if self._compositor is not None:
@@ -339,12 +357,14 @@ class Recorder:
             self._update_tiles(render_wall_s)  # paused too: what was queued goes, the newest stays on its tile
         media_s = self._timeline.media_time(render_wall_s)
         if media_s is None:
+            if self._composite is not None:
+                self._composite.write_pause(render_wall_s)
             return
         if self._composite is not None and self._compositor is not None:
             frame = self._compositor.compose()
             if self._watermark is not None:
                 self._watermark.apply(frame)
-            self._composite.write_video(frame, media_s)
+            self._composite.write_video(frame, media_s, render_wall_s)
         end_s = media_s + 1 / self._fps()
         samples = round((end_s - self._audio_cursor_s) * SAMPLE_RATE)
         if samples > 0:
@@ -387,6 +407,8 @@ class Recorder:
                     output.close()
                 except Exception:
                     log.exception("closing %s failed; the file keeps what was written before", output.plan.name)
+        if self.plan.interactive:
+            package_hls(hls_dir(self.spool), self.spool / self.plan.main_file_name)
         main = self.spool / self.plan.main_file_name
         return main.stat().st_size if main.exists() else None
 

@@ -1,21 +1,21 @@
-"""Encoding a recording to its spool files with PyAV (recordings.md §9.3; design.md "A recording's path").
+"""Encoding a composite once, for every output, with PyAV (recordings.md §9.3, §9.5, §9.6; design.md "A
+recording's path").
 
-`CompositeEncoder` writes the composite picture and the mixed audio to fragmented MP4 (H.264 + AAC-LC) or WebM
-(VP8/VP9 + Opus); `AudioFileEncoder` writes the mix alone to M4A (AAC), MP3 or Ogg Opus. Every file is written
-so that a process killed mid-recording leaves a playable file holding all but its last second or so:
-
-* MP4/M4A are fragmented (`empty_moov`: the header comes first and never changes; each fragment is
-  self-contained). Video fragments start at keyframes, one per second (GOP of 30 at 30 fps).
-* WebM clusters are limited to one second; a cluster reaches the file when it is complete.
-* MP3 frames and Ogg pages are playable as they stand.
-* `flush_packets` hands every completed fragment, cluster or page to the OS at once, so a kill (which loses
-  only the process, not the page cache) leaves it in the file.
+`CompositeEncoder` encodes the composite picture (H.264, VP8 or VP9) and the mixed audio (AAC or Opus) once and
+hands a copy of every packet to each of its outputs (`recorder/outputs/`): the spool file, the interactive HLS
+segments, an RTMP stream. The encoders live in a container of FFmpeg's "null" format, which only gives them
+streams for the outputs to copy their codec parameters from. `AudioFileEncoder` writes the mix alone to its
+own crash-safe spool file (M4A, MP3 or Ogg Opus), a different codec from the composite's audio.
 
 Timestamps are seconds on the recording's media timeline (0 = its start, paused spans already removed by the
 caller): the encoder writes what it is given at those times and never looks at a clock, so a caller that
 continues its timestamps after a pause gets a file without a gap. Video is placed on the 30 fps grid; audio
 must continue where the previous block ended — small jitter is absorbed, a gap is filled with silence and an
 overlap is dropped, so the audio track always stays aligned with the timeline.
+
+Live outputs (RTMP) also get the pause: while paused, `write_pause()` encodes a black frame per tick and sends
+silence, on a stream timeline that goes on through the pause; recording outputs never see those packets, and
+the first real frame after them is a keyframe, so the file decodes as if they had never been.
 
 Neither class is thread-safe: one thread owns an encoder and makes every call, `close()` included (closing a
 container while another thread writes to it can crash the process inside FFmpeg). Every call blocks for the
@@ -24,7 +24,10 @@ encoding work (the codecs release the GIL meanwhile), so call them from a worker
 
 from __future__ import annotations
 
+import logging
+import os
 import time
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -37,7 +40,11 @@ from av.container import OutputContainer
 from av.video.reformatter import VideoReformatter
 from av.video.stream import VideoStream
 
-from recordkit.recorder.plan import AudioCodec, AudioFile, AudioPlan, CompositeFile, Container, VideoCodec, VideoPlan
+from recordkit.recorder.outputs import Output, copy_packet
+from recordkit.recorder.outputs.file import FileOutput, open_spool_file
+from recordkit.recorder.plan import AudioCodec, AudioFile, AudioPlan, CompositeFile, VideoCodec, VideoPlan
+
+log = logging.getLogger(__name__)
 
 # Audio that starts within this of where the previous block ended continues it as if contiguous.
 AUDIO_TOLERANCE_S = 0.001
@@ -56,17 +63,6 @@ _AUDIO_ENCODERS = {
     AudioCodec.MP3: ("libmp3lame", "s16p"),
     AudioCodec.OPUS: ("libopus", "s16"),
 }
-_FRAGMENTED_MP4 = "empty_moov+default_base_moof"
-_MUXERS: dict[Container, tuple[str, dict[str, str]]] = {
-    Container.MP4: ("mp4", {"movflags": f"frag_keyframe+{_FRAGMENTED_MP4}", "frag_duration": "1000000"}),
-    # Audio packets are all keyframes, so an audio-only file is cut by duration alone.
-    Container.M4A: ("ipod", {"movflags": _FRAGMENTED_MP4, "frag_duration": "1000000"}),
-    Container.WEBM: ("webm", {"cluster_time_limit": "1000"}),
-    Container.MP3: ("mp3", {}),
-    Container.OGG: ("ogg", {"page_duration": "1000000"}),
-}
-
-
 _AVCOL_SPC_SMPTE170M = 6  # FFmpeg's AVColorSpace for BT.601
 _AVCOL_RANGE_MPEG = 1  # limited ("TV") range
 
@@ -75,40 +71,14 @@ class EncoderClosed(RuntimeError):
     """A write after `close()`: the file is finished."""
 
 
-class _Output:
-    """The container of one spool file: the one owner that opens it, muxes into it and closes it."""
-
-    def __init__(self, container: Container, spool_path: Path) -> None:
-        muxer, options = _MUXERS[container]
-        self.container: OutputContainer = av.open(
-            str(spool_path), "w", format=muxer, options={**options, "flush_packets": "1"}
-        )
-        self.closed = False
-        self.first_packet_at_s: float | None = None
-
-    def mux(self, packets: list[av.Packet]) -> None:
-        if packets:
-            self.container.mux(packets)
-            if self.first_packet_at_s is None:
-                self.first_packet_at_s = time.monotonic()
-
-    def check_open(self) -> None:
-        if self.closed:
-            raise EncoderClosed("the encoder was closed")
-
-    def close(self) -> None:
-        self.closed = True
-        self.container.close()
-
-
 class _AudioTrack:
-    """An audio stream fed int16 blocks at timeline positions, encoded in the codec's own frame size."""
+    """An audio encoder fed int16 blocks at timeline positions, encoded in the codec's own frame size."""
 
-    def __init__(self, output: _Output, plan: AudioPlan) -> None:
+    def __init__(self, container: OutputContainer, plan: AudioPlan, emit: Callable[[list[av.Packet]], None]) -> None:
         codec, self._format = _AUDIO_ENCODERS[plan.codec]
         self._plan = plan
-        self._output = output
-        self.stream: AudioStream = output.container.add_stream(codec, rate=plan.sample_rate, layout=plan.layout)
+        self._emit = emit
+        self.stream: AudioStream = container.add_stream(codec, rate=plan.sample_rate, layout=plan.layout)
         self.stream.codec_context.format = self._format
         self.stream.codec_context.bit_rate = _AUDIO_BITRATE[plan.codec][plan.channels - 1]
         self._tolerance = round(AUDIO_TOLERANCE_S * plan.sample_rate)
@@ -142,22 +112,23 @@ class _AudioTrack:
         if self._pending.shape[1]:
             self._encode(self._pending)  # every codec here accepts a short last frame
             self._pending = self._pending[:, :0]
-        self._output.mux(self.stream.encode(None))
+        self._emit(self.stream.encode(None))
 
     def _encode(self, block: np.ndarray) -> None:
-        if self._format == "fltp":
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(block, np.float32) / 32768, format="fltp", layout=self._plan.layout
-            )
-        elif self._format == "s16p":
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block), format="s16p", layout=self._plan.layout)
-        else:  # packed s16: samples interleaved in one row
-            frame = av.AudioFrame.from_ndarray(block.T.reshape(1, -1), format="s16", layout=self._plan.layout)
+        frame = _audio_frame(block, self._format, self._plan.layout)
         frame.sample_rate = self._plan.sample_rate
         frame.pts = self._encoded
         frame.time_base = Fraction(1, self._plan.sample_rate)
         self._encoded += block.shape[1]
-        self._output.mux(self.stream.encode(frame))
+        self._emit(self.stream.encode(frame))
+
+
+def _audio_frame(block: np.ndarray, sample_format: str, layout: str) -> av.AudioFrame:
+    if sample_format == "fltp":
+        return av.AudioFrame.from_ndarray(np.ascontiguousarray(block, np.float32) / 32768, format="fltp", layout=layout)
+    if sample_format == "s16p":
+        return av.AudioFrame.from_ndarray(np.ascontiguousarray(block), format="s16p", layout=layout)
+    return av.AudioFrame.from_ndarray(block.T.reshape(1, -1), format="s16", layout=layout)  # packed: interleaved
 
 
 def _add_video_stream(container: OutputContainer, plan: VideoPlan) -> VideoStream:
@@ -179,6 +150,8 @@ def _add_video_stream(container: OutputContainer, plan: VideoPlan) -> VideoStrea
             # 16x16 (superfast's partitions): on the bots' 2-person 720p composite that took x264 from 9.6 to
             # 7.5 ms per frame for 4 % more bits and 0.16 dB less Y-PSNR.
             "x264-params": f"keyint={plan.fps}:min-keyint={plan.fps}:scenecut=0:partitions=i8x8,i4x4",
+            # The frame after a pause's black frames (sent to live outputs only) must start afresh: an IDR.
+            "forced-idr": "1",
         }
     else:
         vp9 = plan.codec is VideoCodec.VP9
@@ -216,33 +189,196 @@ def _threads(plan: VideoPlan) -> int:
     return 1 if plan.width * plan.height <= 1280 * 720 else 2
 
 
-class _SpoolFileEncoder:
-    """What both encoders share: the spool file, its mixed-audio track, and closing it once."""
+class CompositeEncoder:
+    """Encodes the composite (video + mixed audio) once and hands every packet to each of its outputs.
 
-    _output: _Output
-    _audio: _AudioTrack
+    Each output is opened (a file's header on disk) when the constructor returns. `first_packet_at_s`
+    (time.monotonic()) is when the first encoded packet went to the recording outputs: the moment the recording
+    can be called RECORDING. A recording output's failure is raised to the caller (the recording's file ends
+    there); a live output's failure only ends that output.
+    """
+
+    def __init__(self, plan: CompositeFile, outputs: Sequence[Output]) -> None:
+        self.plan = plan
+        self._recording = [output for output in outputs if not output.live]
+        self._live = [output for output in outputs if output.live]
+        self._encoders = av.open(os.devnull, "w", format="null")
+        try:
+            self._video = _add_video_stream(self._encoders, plan.video)
+            self._audio = _AudioTrack(self._encoders, plan.audio, self._send_audio)
+            for stream in (self._video, self._audio.stream):
+                # Codec parameters in the header, not in the stream: MP4, FLV and MPEG-TS all take them so.
+                stream.codec_context.flags |= av.codec.context.Flags.global_header
+            self._encoders.start_encoding()
+            for output in (*self._recording, *self._live):
+                output.open(self._video, self._audio.stream)
+        except BaseException:
+            self._close_outputs()
+            raise
+        self._silence = _silent_packet(self._audio.stream) if self._live else None
+        self._time_base = Fraction(1, plan.video.fps)
+        self._frames: dict[int, tuple[int | None, float]] = {}  # stream index → (media index or None, wall s)
+        self._last_index: int | None = None  # media index of the last real frame
+        self._stream_index = -1  # of the last frame encoded, real or black
+        self._pause_frames = 0  # black frames encoded so far: stream index − media index
+        self._pause_samples = 0  # silence sent so far: live audio pts − media audio pts
+        self._audio_end = 0  # media pts where the next real audio packet starts
+        self._keyframe_due = False
+        self._reformatter = VideoReformatter()
+        self._closed = False
+        self.first_packet_at_s: float | None = None
+        self.frames_dropped = 0
+
+    @classmethod
+    def for_file(cls, plan: CompositeFile, path: Path) -> CompositeEncoder:
+        """An encoder whose one output is the spool file at `path`."""
+        return cls(plan, [FileOutput(plan.container, path)])
 
     @property
-    def first_packet_at_s(self) -> float | None:
-        """Monotonic time at which the first encoded packet went to the file, or None before that."""
-        return self._output.first_packet_at_s
+    def written_s(self) -> float:
+        """Media time written so far (the later of the video's and the audio's end), seconds."""
+        video_s = 0.0 if self._last_index is None else (self._last_index + 1) / self.plan.video.fps
+        return max(video_s, self._audio.written_s)
+
+    def write_video(self, frame: av.VideoFrame, pts_s: float, wall_s: float) -> None:
+        """Encode a composite frame shown from media time `pts_s` until the next one, captured at Unix time
+        `wall_s` in the meeting.
+
+        The frame is placed on the 30 fps grid; one landing on or before the previous frame's slot is dropped
+        (counted in `frames_dropped`). The first frame is shown from time 0 whatever its time, so the video
+        starts with the audio. A frame that is not yuv420p at the output size is converted.
+        """
+        self._check_open()
+        index = 0 if self._last_index is None else round(pts_s * self.plan.video.fps)
+        if self._last_index is not None and index <= self._last_index:
+            self.frames_dropped += 1
+            return
+        # A keyframe at each whole second of media time even when frames were dropped (x264 counts frames):
+        # fragments and HLS segments then start where they should.
+        fps = self.plan.video.fps
+        new_second = self._last_index is not None and index // fps > self._last_index // fps
+        self._last_index = index
+        if new_second or self._keyframe_due or any(output.keyframe_wanted for output in self._live):
+            frame.pict_type = av.video.frame.PictureType.I
+            self._keyframe_due = False
+            for output in self._live:
+                output.keyframe_wanted = False
+        self._encode_video(frame, index + self._pause_frames, index, wall_s)
 
     def write_audio(self, samples: np.ndarray, pts_s: float) -> None:
-        """Encode mixed audio, int16 shaped (channels, n), whose first sample is at `pts_s`."""
-        self._output.check_open()
+        """Encode mixed audio, int16 shaped (channels, n), whose first sample is at media time `pts_s`."""
+        self._check_open()
         self._audio.write(samples, pts_s)
 
-    def close(self) -> None:
-        """Drain the codecs and finish the file (a no-op when closed already)."""
-        if self._output.closed:
+    def write_pause(self, wall_s: float) -> None:
+        """One tick of a pause: a black frame and its silence for the live outputs (nothing without any)."""
+        self._check_open()
+        if not self._live or self._last_index is None:
             return
-        try:
-            self._drain()
-        finally:
-            self._output.close()
+        self._pause_frames += 1
+        self._keyframe_due = True
+        black = self._black_frame()
+        if any(output.keyframe_wanted for output in self._live):
+            black.pict_type = av.video.frame.PictureType.I
+            for output in self._live:
+                output.keyframe_wanted = False
+        self._encode_video(black, self._stream_index + 1, None, wall_s)
+        assert self._silence is not None
+        frame_size = self._audio.stream.codec_context.frame_size
+        sample_rate = self.plan.audio.sample_rate
+        # Silence keeps up with the black frames, so the stream's sound stays with its picture after the pause.
+        while self._pause_samples < self._pause_frames * sample_rate / self.plan.video.fps:
+            silence = copy_packet(self._silence)
+            silence.pts = silence.dts = self._audio_end + self._pause_samples
+            self._pause_samples += frame_size
+            self._to_live(silence)
 
-    def _drain(self) -> None:
-        self._audio.flush()
+    def close(self) -> None:
+        """Drain the codecs and close every output, each whatever the others do (a no-op when closed already).
+        Raises the first recording output's failure, after all were closed."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._send_video(self._video.encode(None))
+            self._audio.flush()
+        finally:
+            self._close_outputs()
+
+    def _encode_video(self, frame: av.VideoFrame, stream_index: int, media_index: int | None, wall_s: float) -> None:
+        video = self.plan.video
+        if frame.format.name != "yuv420p" or frame.width != video.width or frame.height != video.height:
+            frame = self._reformatter.reformat(frame, width=video.width, height=video.height, format="yuv420p")
+        frame.pts, frame.time_base = stream_index, self._time_base
+        self._stream_index = stream_index
+        self._frames[stream_index] = (media_index, wall_s)
+        self._send_video(self._video.encode(frame))
+
+    def _send_video(self, packets: list[av.Packet]) -> None:
+        for packet in packets:
+            media_index, wall_s = self._frames.pop(packet.pts)
+            self._to_live(packet, wall_s)
+            if media_index is None:
+                continue  # a pause's black frame: for the live outputs only
+            shift = packet.pts - media_index
+            for output in self._recording:
+                copy = copy_packet(packet)
+                copy.pts, copy.dts = packet.pts - shift, packet.dts - shift
+                output.write_video(copy, wall_s)
+            self._first_packet_sent()
+
+    def _send_audio(self, packets: list[av.Packet]) -> None:
+        for packet in packets:
+            for output in self._recording:
+                output.write_audio(copy_packet(packet))
+            if self._live:
+                live = copy_packet(packet)
+                live.pts, live.dts = packet.pts + self._pause_samples, packet.dts + self._pause_samples
+                self._to_live(live)
+            self._audio_end = packet.pts + packet.duration
+            self._first_packet_sent()
+
+    def _to_live(self, packet: av.Packet, video_wall_s: float | None = None) -> None:
+        """Send a copy of an audio packet, or of a video one shown at `video_wall_s`, to every live output; one
+        that fails is dropped, and the recording goes on without it."""
+        for output in list(self._live):
+            try:
+                if video_wall_s is None:
+                    output.write_audio(copy_packet(packet))
+                else:
+                    output.write_video(copy_packet(packet), video_wall_s)
+            except Exception:
+                log.exception("live output %s failed; the recording goes on without it", output.name)
+                self._live.remove(output)
+                _close_quietly(output)
+
+    def _first_packet_sent(self) -> None:
+        if self.first_packet_at_s is None and self._recording:
+            self.first_packet_at_s = time.monotonic()
+
+    def _black_frame(self) -> av.VideoFrame:
+        video = self.plan.video
+        planes = np.full(video.width * video.height * 3 // 2, 128, np.uint8)
+        planes[: video.width * video.height] = 16  # limited-range black
+        return av.VideoFrame.from_ndarray(planes.reshape(-1, video.width), format="yuv420p")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EncoderClosed("the encoder was closed")
+
+    def _close_outputs(self) -> None:
+        failure: BaseException | None = None
+        for output in (*self._recording, *self._live):
+            try:
+                output.close()
+            except Exception as error:
+                if output.live:
+                    log.exception("closing live output %s failed", output.name)
+                else:
+                    failure = failure or error
+        self._encoders.close()
+        if failure is not None:
+            raise failure
 
     def __enter__(self) -> Self:
         return self
@@ -253,74 +389,83 @@ class _SpoolFileEncoder:
         self.close()
 
 
-class CompositeEncoder(_SpoolFileEncoder):
-    """Encodes the composite (video + mixed audio) to a crash-safe spool file.
-
-    The file's header is on disk when the constructor returns; the first fragment follows one second of
-    media later. `first_packet_at_s` (time.monotonic()) is when the first encoded packet was handed to the
-    file: the moment the recording can be called RECORDING.
-    """
-
-    def __init__(self, plan: CompositeFile, spool_path: Path) -> None:
-        self.plan = plan
-        self._output = _Output(plan.container, spool_path)
-        try:
-            self._video = _add_video_stream(self._output.container, plan.video)
-            self._audio = _AudioTrack(self._output, plan.audio)
-            self._output.container.start_encoding()  # opens the codecs and writes the header
-        except BaseException:
-            self._output.close()
-            raise
-        self._time_base = Fraction(1, plan.video.fps)
-        self._last_index: int | None = None
-        self._reformatter = VideoReformatter()
-        self.frames_dropped = 0
-
-    @property
-    def written_s(self) -> float:
-        """Media time written so far (the later of the video's and the audio's end), seconds."""
-        video_s = 0.0 if self._last_index is None else (self._last_index + 1) / self.plan.video.fps
-        return max(video_s, self._audio.written_s)
-
-    def write_video(self, frame: av.VideoFrame, pts_s: float) -> None:
-        """Encode a composite frame shown from `pts_s` until the next one.
-
-        The frame is placed on the 30 fps grid; one landing on or before the previous frame's slot is dropped
-        (counted in `frames_dropped`). The first frame is shown from time 0 whatever its time, so the video
-        starts with the audio. A frame that is not yuv420p at the output size is converted. Sets the frame's
-        `pts` and `time_base`.
-        """
-        self._output.check_open()
-        index = 0 if self._last_index is None else round(pts_s * self.plan.video.fps)
-        if self._last_index is not None and index <= self._last_index:
-            self.frames_dropped += 1
-            return
-        video = self.plan.video
-        if frame.format.name != "yuv420p" or frame.width != video.width or frame.height != video.height:
-            frame = self._reformatter.reformat(frame, width=video.width, height=video.height, format="yuv420p")
-        self._last_index = index
-        frame.pts, frame.time_base = index, self._time_base
-        self._output.mux(self._video.encode(frame))
-
-    def _drain(self) -> None:
-        self._output.mux(self._video.encode(None))
-        self._audio.flush()
-
-
-class AudioFileEncoder(_SpoolFileEncoder):
+class AudioFileEncoder:
     """Encodes the mixed audio alone to a crash-safe spool file (M4A, MP3 or Ogg Opus)."""
 
     def __init__(self, plan: AudioFile, spool_path: Path) -> None:
         self.plan = plan
-        self._output = _Output(plan.container, spool_path)
+        self._container = open_spool_file(plan.container, spool_path)
         try:
-            self._audio = _AudioTrack(self._output, plan.audio)
-            self._output.container.start_encoding()
+            self._audio = _AudioTrack(self._container, plan.audio, self._mux)
+            self._container.start_encoding()
         except BaseException:
-            self._output.close()
+            self._container.close()
             raise
+        self._closed = False
+        self.first_packet_at_s: float | None = None
 
     @property
     def written_s(self) -> float:
         """Media time written so far, seconds."""
         return self._audio.written_s
+
+    def write_audio(self, samples: np.ndarray, pts_s: float) -> None:
+        """Encode mixed audio, int16 shaped (channels, n), whose first sample is at `pts_s`."""
+        if self._closed:
+            raise EncoderClosed("the encoder was closed")
+        self._audio.write(samples, pts_s)
+
+    def close(self) -> None:
+        """Drain the codec and finish the file (a no-op when closed already)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._audio.flush()
+        finally:
+            self._container.close()
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        if packets:
+            self._container.mux(packets)
+            if self.first_packet_at_s is None:
+                self.first_packet_at_s = time.monotonic()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _silent_packet(audio: AudioStream) -> av.Packet:
+    """One encoded frame of digital silence in the composite's audio format, for live outputs while paused.
+
+    Encoded once, by an encoder of its own with the same parameters: the composite's encoder never sees the
+    pause, so the file's sound on both sides of it stays exactly as it was mixed.
+    """
+    context = audio.codec_context
+    silence = av.CodecContext.create(context.codec.name, "w")
+    silence.sample_rate, silence.layout, silence.format = context.sample_rate, context.layout, context.format
+    silence.bit_rate, silence.time_base = context.bit_rate, Fraction(1, context.sample_rate)
+    silence.flags |= av.codec.context.Flags.global_header
+    silence.open()
+    packets: list[av.Packet] = []
+    zeros = np.zeros((context.layout.nb_channels, context.frame_size), np.int16)
+    for index in range(4):  # past the codec's priming: a steady-state frame
+        frame = _audio_frame(zeros, context.format.name, context.layout.name)
+        frame.sample_rate, frame.time_base = context.sample_rate, silence.time_base
+        frame.pts = index * context.frame_size
+        packets += silence.encode(frame)
+    packet = packets[-1]
+    packet.duration = context.frame_size
+    return packet
+
+
+def _close_quietly(output: Output) -> None:
+    try:
+        output.close()
+    except Exception:
+        log.exception("closing %s failed", output.name)

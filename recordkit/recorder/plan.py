@@ -91,7 +91,7 @@ class CompositeFile:
     """The video file: grid picture plus mixed audio.
 
     `name` is the name the recording reports (§10.1). For an interactive recording it ends in `.tar`: the spool
-    is still fragmented MP4 (crash-safe like any other), and finalising packages it as HLS (§9.5).
+    holds HLS segments instead of an MP4 (crash-safe like it), and finalising packages them (§9.5).
     """
 
     name: str

@@ -32,14 +32,6 @@ async def _record(context: WorkContext, recording_id: str) -> None:
     meeting = await context.reports.meeting_by_id(recording.meeting_id)
     assert meeting is not None
     plan = OutputPlan.from_recording(recording.config, recording.output_file_name)
-    if plan.interactive:
-        # Packaging HLS segments with ID3 metadata into the .tar is not built yet: fail loudly
-        # rather than hand out an MP4 named .tar.
-        log.error("recording %s: interactive (HLS/ID3) output is not supported yet", recording_id)
-        await context.reports.capture_failed(recording_id)
-        return
-    if plan.rtmp_url:
-        log.warning("recording %s: RTMP output is not supported yet; recording the file only", recording_id)
     endings = CompositeEndings(context.reports, recording_id, context.recorders.node_id)
     recorder = Recorder(
         plan,

@@ -20,7 +20,7 @@ import pytest
 
 from recordkit.bot.client import join
 from recordkit.bot.synthetic import EncodedLoopAudioTrack, EncodedLoopVideoTrack, SyntheticClock
-from recordkit.recorder import encoder
+from recordkit.recorder.outputs.file import FileOutput
 from tests.recorder.test_composite_e2e import download, ffprobe, until_status
 from tests.support.media import Setup, ThreadServer
 
@@ -39,15 +39,15 @@ class FullDisk:
 @pytest.fixture
 def disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[FullDisk]:
     state = FullDisk()
-    mux = encoder._Output.mux
+    mux = FileOutput._mux
 
-    def mux_unless_full(self: encoder._Output, packets: list[av.Packet]) -> None:
-        if state.full_since is not None and packets:
+    def mux_unless_full(self: FileOutput, packet: av.Packet) -> None:
+        if state.full_since is not None:
             state.refused_writes += 1
             raise OSError(errno.ENOSPC, "No space left on device")
-        mux(self, packets)
+        mux(self, packet)
 
-    monkeypatch.setattr(encoder._Output, "mux", mux_unless_full)
+    monkeypatch.setattr(FileOutput, "_mux", mux_unless_full)
     yield state
 
 

@@ -14,10 +14,13 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+from av.audio.stream import AudioStream
+from av.video.stream import VideoStream
 
 from recordkit.bot.marks import BeepDetector, audio_samples, detect_flashes
 from recordkit.bot.synthetic import SyntheticAudioTrack, SyntheticClock, SyntheticVideoTrack
 from recordkit.recorder.encoder import AudioFileEncoder, CompositeEncoder, EncoderClosed
+from recordkit.recorder.outputs.file import FileOutput
 from recordkit.recorder.plan import (
     AudioCodec,
     AudioFile,
@@ -66,7 +69,7 @@ def write_composite(
     """Write `seconds` of media from timeline time `start_s`, showing content `content_shift` frames ahead."""
     first, frames = round(start_s * FPS), round(seconds * FPS)
     for index in range(first, first + frames):
-        encoder.write_video(source.frame(index + content_shift), index / FPS)
+        encoder.write_video(source.frame(index + content_shift), index / FPS, index / FPS)
         block_shift = content_shift * 50 // FPS
         for block in range(index * 50 // FPS, (index + 1) * 50 // FPS):
             encoder.write_audio(source.samples(block + block_shift), block * 0.02)
@@ -120,7 +123,7 @@ EXPECTED_CODECS = {VideoCodec.H264: ("h264", "aac"), VideoCodec.VP8: ("vp8", "op
 @pytest.mark.parametrize("codec", list(VideoCodec))
 def test_composite_file_plays_with_the_asked_codecs(codec: VideoCodec, tmp_path: Path) -> None:
     path = tmp_path / "spool"
-    with CompositeEncoder(composite_plan(codec), path) as encoder:
+    with CompositeEncoder.for_file(composite_plan(codec), path) as encoder:
         write_composite(encoder, Source(), 3.0)
         assert encoder.written_s == pytest.approx(3.0)
 
@@ -170,7 +173,7 @@ def test_audio_file_plays(
 
 def test_mono_composite(tmp_path: Path) -> None:
     path = tmp_path / "spool"
-    with CompositeEncoder(composite_plan(VideoCodec.VP8, 320, 180, channels=1), path) as encoder:
+    with CompositeEncoder.for_file(composite_plan(VideoCodec.VP8, 320, 180, channels=1), path) as encoder:
         write_composite(encoder, Source(320, 180, channels=1), 1.0)
     assert [s.get("channels") for s in ffprobe(path)["streams"]] == [None, 1]
 
@@ -179,7 +182,7 @@ def test_pause_leaves_no_gap_in_file(tmp_path: Path) -> None:
     """1.5 s recorded, a 3.5 s pause (the bot's content moves on), 1.5 s more: 3 s of file, no hole."""
     path = tmp_path / "spool"
     source = Source(640, 360)
-    with CompositeEncoder(composite_plan(VideoCodec.H264, 640, 360), path) as encoder:
+    with CompositeEncoder.for_file(composite_plan(VideoCodec.H264, 640, 360), path) as encoder:
         write_composite(encoder, source, 1.5)
         write_composite(encoder, source, 1.5, start_s=1.5, content_shift=round(3.5 * FPS))
     assert float(ffprobe(path)["format"]["duration"]) == pytest.approx(3.0, abs=0.1)
@@ -200,24 +203,91 @@ def test_pause_leaves_no_gap_in_file(tmp_path: Path) -> None:
         assert np.diff(sorted(kind_times)[1:]).max() <= largest_step[kind] + 0.001, kind
 
 
+class FlvFile:
+    """A live output that muxes FLV into a local file, as the RTMP output does onto a server."""
+
+    live = True
+    keyframe_wanted = False
+
+    def __init__(self, path: Path) -> None:
+        self.name = path.name
+        self.path = path
+
+    def open(self, video: VideoStream, audio: AudioStream) -> None:
+        self.container = av.open(str(self.path), "w", format="flv")
+        self.video = self.container.add_stream_from_template(video)
+        self.audio = self.container.add_stream_from_template(audio)
+        self.container.start_encoding()
+
+    def write_video(self, packet: av.Packet, wall_s: float) -> None:
+        packet.stream = self.video
+        self.container.mux(packet)
+
+    def write_audio(self, packet: av.Packet) -> None:
+        packet.stream = self.audio
+        self.container.mux(packet)
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def test_a_pause_is_black_and_silent_on_a_live_output_and_absent_from_the_file(tmp_path: Path) -> None:
+    """The same pause as above, with a live output besides the file: one encode for both. The file is what it
+    is without a live output; the live stream goes on through the pause, black and silent, and comes back in
+    sync."""
+    plan, source = composite_plan(VideoCodec.H264, 640, 360), Source(640, 360)
+    path, flv = tmp_path / "spool", tmp_path / "live.flv"
+    pause_frames = round(3.5 * FPS)
+    with CompositeEncoder(plan, [FileOutput(plan.container, path), FlvFile(flv)]) as encoder:
+        write_composite(encoder, source, 1.5)
+        for tick in range(pause_frames):
+            encoder.write_pause(1.5 + tick / FPS)
+        write_composite(encoder, source, 1.5, start_s=1.5, content_shift=pause_frames)
+    assert float(ffprobe(path)["format"]["duration"]) == pytest.approx(3.0, abs=0.1)
+    in_file = decode(path)
+    assert in_file.frames == 90
+    assert in_file.flashes_s == pytest.approx([1.0, 1.5, 2.5], abs=0.025)
+    assert in_file.beeps_s == pytest.approx(in_file.flashes_s, abs=0.005)
+
+    live = decode(flv)
+    assert live.frames == 90 + pause_frames
+    assert live.flashes_s == pytest.approx([1.0, 5.0, 6.0], abs=0.04)
+    # The stream's silence is counted in whole audio frames (21.3 ms), its black in video frames.
+    assert live.beeps_s == pytest.approx(live.flashes_s, abs=0.03)
+    with av.open(str(flv)) as container:
+        black = [
+            float(np.asarray(frame.to_ndarray(format="gray")).mean())
+            for frame in container.decode(video=0)
+            if 1.6 <= float(frame.time) <= 4.9
+        ]
+    with av.open(str(flv)) as container:
+        loudest = max(
+            float(np.abs(frame.to_ndarray()).max())
+            for frame in container.decode(audio=0)
+            if 1.7 <= float(frame.time) <= 4.9
+        )
+    assert len(black) >= 95 and max(black) < 20, "black pictures while paused"
+    assert loudest < 0.001, "silence while paused"
+
+
 def test_first_packet_leaves_with_the_first_frame(tmp_path: Path) -> None:
     """No encoder lookahead or B-frames: the recording can show RECORDING as soon as it encodes."""
     for codec in VideoCodec:
         source = Source(320, 180)
-        with CompositeEncoder(composite_plan(codec, 320, 180), tmp_path / f"spool-{codec}") as encoder:
+        with CompositeEncoder.for_file(composite_plan(codec, 320, 180), tmp_path / f"spool-{codec}") as encoder:
             assert encoder.first_packet_at_s is None
-            encoder.write_video(source.frame(0), 0.0)
+            encoder.write_video(source.frame(0), 0.0, 0.0)
             assert encoder.first_packet_at_s is not None, codec
 
 
 def test_video_starts_at_zero_and_repeated_slots_are_dropped(tmp_path: Path) -> None:
     path = tmp_path / "spool"
     source = Source(640, 360)
-    with CompositeEncoder(composite_plan(VideoCodec.VP8, 320, 180), path) as encoder:
-        encoder.write_video(source.frame(0), 0.4)  # late first frame: shown from 0 (and scaled to 320x180)
+    with CompositeEncoder.for_file(composite_plan(VideoCodec.VP8, 320, 180), path) as encoder:
+        encoder.write_video(source.frame(0), 0.4, 0.4)  # late first frame: shown from 0 (and scaled to 320x180)
         for index in range(13, 30):
-            encoder.write_video(source.frame(index), index / FPS)
-            encoder.write_video(source.frame(index), index / FPS + 0.01)  # same slot again
+            encoder.write_video(source.frame(index), index / FPS, index / FPS)
+            encoder.write_video(source.frame(index), index / FPS + 0.01, index / FPS + 0.01)  # same slot again
         for block in range(50):
             encoder.write_audio(source.samples(block), block * 0.02)
         assert encoder.frames_dropped == 17
@@ -249,13 +319,13 @@ def test_audio_gaps_become_silence_and_overlaps_are_dropped(tmp_path: Path) -> N
 
 
 def test_writes_after_close_are_refused(tmp_path: Path) -> None:
-    encoder = CompositeEncoder(composite_plan(VideoCodec.H264, 320, 180), tmp_path / "spool")
+    encoder = CompositeEncoder.for_file(composite_plan(VideoCodec.H264, 320, 180), tmp_path / "spool")
     source = Source(320, 180)
-    encoder.write_video(source.frame(0), 0.0)
+    encoder.write_video(source.frame(0), 0.0, 0.0)
     encoder.close()
     encoder.close()
     with pytest.raises(EncoderClosed):
-        encoder.write_video(source.frame(1), 1 / FPS)
+        encoder.write_video(source.frame(1), 1 / FPS, 1 / FPS)
     with pytest.raises(EncoderClosed):
         encoder.write_audio(source.samples(0), 0.0)
     stereo_mp3 = AudioFile("a", Container.MP3, AudioPlan(AudioCodec.MP3, 2, 48_000))
@@ -271,7 +341,7 @@ KILL_SCRIPT = textwrap.dedent(
     from recordkit.recorder.plan import VideoCodec
     from tests.recorder.test_encoder import Source, composite_plan, write_composite
 
-    encoder = CompositeEncoder(composite_plan(VideoCodec[sys.argv[1]], 640, 360), Path(sys.argv[2]))
+    encoder = CompositeEncoder.for_file(composite_plan(VideoCodec[sys.argv[1]], 640, 360), Path(sys.argv[2]))
     write_composite(encoder, Source(640, 360), 4.0)
     print("written", flush=True)
     time.sleep(60)

@@ -193,6 +193,7 @@ class HlsOutput:
 
     name = "hls"
     live = False
+    keyframe_wanted = False
 
     def __init__(self, directory: Path, segment_s: float = SEGMENT_S) -> None:
         self.directory = directory
