@@ -20,6 +20,9 @@ set -euo pipefail
 APT_PACKAGES="python3-venv python3-pip python3-dev build-essential postgresql curl ffmpeg chromium fonts-dejavu-core"
 APT_PACKAGES="$APT_PACKAGES tesseract-ocr tesseract-ocr-eng"
 APT_PACKAGES="$APT_PACKAGES openssh-server"
+#   nginx-light + libnginx-mod-rtmp: the RTMP output's tests publish to a throwaway nginx of their own
+#   (tests/support/rtmp_server.py); Debian's packaged nginx service is not used.
+APT_PACKAGES="$APT_PACKAGES nginx-light libnginx-mod-rtmp"
 # A machine may have Node.js from elsewhere (nodesource bundles npm, and Debian's npm would conflict with it).
 command -v npm >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES nodejs npm"
 
