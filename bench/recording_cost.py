@@ -28,6 +28,10 @@ It prints:
    throughout (growth over minutes would be a leak), and its file gets the checks of (2).
 5. **Peak RSS per recording**: (peak RSS while recording − RSS idle just before) / recordings, for the single
    recordings of (1) and for each level of (2); and the RSS at the start and the end of the long recording.
+6. **Extra outputs** (issue 13): the 2-participant cost of (1) for the file alone, with an RTMP stream to a
+   local nginx-rtmp (``rtmp_out_config``) and as an interactive recording (``interactive_config``: HLS
+   segments instead of the MP4), measured in alternation, round after round, so the machine's drift falls on
+   all three alike; each output's mean and its difference from the file alone.
 
 The targets (issue 5) are printed next to the figures. It is a benchmark: it prints, and never asserts.
 Every CPU window also reports this process's CPU (the bots) and that of every other process on the machine
@@ -40,6 +44,7 @@ Run from the repository root::
     .venv/bin/python -m bench.recording_cost            # full run, about 12 minutes
     .venv/bin/python -m bench.recording_cost --quick    # smoke run, under 3 minutes
     .venv/bin/python -m bench.recording_cost --max-level 8
+    .venv/bin/python -m bench.recording_cost --outputs   # only (6)
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ from recordkit.bot.client import join  # noqa: E402
 from recordkit.bot.synthetic import EncodedLoopAudioTrack, EncodedLoopVideoTrack, SyntheticClock  # noqa: E402
 from recordkit.clock import parse_iso8601  # noqa: E402
 from recordkit.recorder.layout import Rect, content_rect, grid  # noqa: E402
+from tests.support.rtmp_server import rtmp_server  # noqa: E402
 from tests.support.server import Served  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 1280, 720, 30  # the default composite
@@ -95,6 +101,7 @@ TARGET_CONCURRENT = 3
 TARGET_START_S = 0.5
 TARGET_STOP_S = 2.0
 TARGET_RSS_MB = 200.0
+TARGET_OUTPUT_CORES = 0.03  # what an RTMP or interactive output may add to a recording (issue 13)
 
 
 @dataclass(frozen=True)
@@ -110,10 +117,11 @@ class Durations:
     level_idle_s: float
     level_record_s: float
     max_level: int
+    output_rounds: int  # rounds of (6), each recording once with every output, measured over window4_s
 
 
-QUICK = Durations(2, 6, 12, 30, 8, 5, 3, 8, 5)
-FULL = Durations(3, 20, 60, 300, 30, 7, 5, 30, 6)
+QUICK = Durations(2, 6, 12, 30, 8, 5, 3, 8, 5, 2)
+FULL = Durations(3, 20, 60, 300, 30, 7, 5, 30, 6, 3)
 
 
 # -- /proc ----------------------------------------------------------------------------------------
@@ -200,8 +208,9 @@ class RecordingApi(Api):
         body = {"custom_participant_id": f"user-{name}", "preset_name": "group_call_host", "name": name}
         return str((await self.data("POST", f"/{self.app_id}/meetings/{meeting_id}/participants", json=body))["token"])
 
-    async def start(self, meeting_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.data("POST", f"/{self.app_id}/recordings", json={"meeting_id": meeting_id})
+    async def start(self, meeting_id: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        body = {"meeting_id": meeting_id, **(options or {})}
+        result: dict[str, Any] = await self.data("POST", f"/{self.app_id}/recordings", json=body)
         return result
 
     async def stop(self, recording_id: str) -> dict[str, Any]:
@@ -431,10 +440,18 @@ async def idle_window(pid: int, seconds: float) -> tuple[Cores, float]:
 
 
 async def cost_row(
-    server: Served, api: RecordingApi, participants: int, d: Durations, window_s: float, total_s: float, folder: Path
+    server: Served,
+    api: RecordingApi,
+    participants: int,
+    d: Durations,
+    window_s: float,
+    total_s: float,
+    folder: Path,
+    options: dict[str, Any] | None = None,
 ) -> tuple[CostRow, StopResult, Callable[[], FileCheck]]:
-    """One meeting of `participants` bots: idle baseline, then one recording measured over `window_s`, kept
-    running to `total_s` after RECORDING, then stopped (stop → UPLOADED timed)."""
+    """One meeting of `participants` bots: idle baseline, then one recording (started with `options` added to
+    its body) measured over `window_s`, kept running to `total_s` after RECORDING, then stopped (stop →
+    UPLOADED timed)."""
     bots = Bots(api)
     try:
         meeting_id = await bots.meeting(participants)
@@ -443,7 +460,7 @@ async def cost_row(
         reset_peak(server.pid)
         sampler = RssSampler(server.pid, every_s=1.0 if total_s < 60 else 5.0)
         sampler.start()
-        started = await api.start(meeting_id)
+        started = await api.start(meeting_id, options)
         data, recording_at = await api.until(started["id"], {"RECORDING"}, 0.1)
         if data["status"] != "RECORDING":
             raise BenchError(f"recording {data['id']} went {data['status']}:\n{server.log_tail()}")
@@ -597,6 +614,32 @@ class Results:
     max_level: int = 0
     log_problems: list[str] = field(default_factory=list)
     phase_s: dict[str, float] = field(default_factory=dict)
+    outputs: list[tuple[str, CostRow]] = field(default_factory=list)
+
+
+async def output_rows(d: Durations, work: Path) -> list[tuple[str, CostRow]]:
+    """Part (6): one 2-participant recording per output and round, the outputs taking turns."""
+    rows: list[tuple[str, CostRow]] = []
+    data_dir = work / "outputs"
+    data_dir.mkdir()
+    with rtmp_server() as rtmp, bench_server(data_dir) as server:
+        outputs: dict[str, dict[str, Any]] = {
+            "file only": {},
+            "+ RTMP out": {"rtmp_out_config": {"rtmp_url": rtmp.url("bench")}},
+            "interactive": {"interactive_config": {"type": "ID3"}},
+        }
+        api = RecordingApi(server)
+        try:
+            await api.new_app("Outputs bench")
+            for round_number in range(1, d.output_rounds + 1):
+                for name, options in outputs.items():
+                    total_s = d.settle_s + d.window4_s + 1
+                    row, _, _ = await cost_row(server, api, 2, d, d.window4_s, total_s, work, options)
+                    print(f"    round {round_number}, {name}: {row.per_recording:.3f} cores", flush=True)
+                    rows.append((name, row))
+        finally:
+            await api.close()
+    return rows
 
 
 async def timed(results: Results, name: str, work: Awaitable[Any]) -> Any:
@@ -634,6 +677,7 @@ async def run(d: Durations, work: Path) -> Results:
         finally:
             await api.close()
         results.log_problems = problem_lines(server, 0)
+    results.outputs = await timed(results, "extra outputs", output_rows(d, work))
     for level in range(1, d.max_level + 1):
         for attempt in (1, 2):
             name = f"{level} concurrent recording(s)" + (" again" if attempt > 1 else "")
@@ -799,10 +843,35 @@ def print_results(r: Results, quick: bool) -> None:
     print("\nPhases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in r.phase_s.items()))
 
 
+def print_outputs(rows: list[tuple[str, CostRow]]) -> None:
+    print("\n6. Extra outputs: cores per 2-participant recording, outputs measured in turn (a fresh server)")
+    header = f"{'output':<14}{'rounds':>8}{'mean':>8}{'min':>8}{'max':>8}{'others':>8}{'added':>8}  target"
+    print(header)
+    print("-" * len(header))
+    by_output: dict[str, list[CostRow]] = {}
+    for name, row in rows:
+        by_output.setdefault(name, []).append(row)
+    base = statistics.fmean(row.per_recording for row in by_output.get("file only", []))
+    for name, measured in by_output.items():
+        costs = [row.per_recording for row in measured]
+        added = statistics.fmean(costs) - base
+        target = "-" if name == "file only" else f"≤ {TARGET_OUTPUT_CORES} {verdict(added <= TARGET_OUTPUT_CORES)}"
+        others = max(row.rec.others for row in measured)
+        print(
+            f"{name:<14}{len(costs):>8}{statistics.fmean(costs):>8.3f}{min(costs):>8.3f}{max(costs):>8.3f}"
+            f"{others:>8.3f}{added:>+8.3f}  {target}"
+        )
+    print(
+        "   (interactive writes HLS segments instead of the MP4; RTMP streams to nginx-rtmp on 127.0.0.1 besides"
+        " the MP4; added = mean − the file-only mean; others = most other processes used during a window)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="smoke run: short recordings, under 3 minutes")
     parser.add_argument("--max-level", type=int, help="most concurrent recordings to try (default 6; 5 with --quick)")
+    parser.add_argument("--outputs", action="store_true", help="only (6): the cost of the RTMP and interactive outputs")
     args = parser.parse_args(argv)
     d = QUICK if args.quick else FULL
     if args.max_level is not None:
@@ -810,11 +879,18 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="recordkit-recording-bench-") as work:
         try:
-            results = asyncio.run(run(d, Path(work)))
+            if args.outputs:
+                outputs = asyncio.run(output_rows(d, Path(work)))
+            else:
+                results = asyncio.run(run(d, Path(work)))
         except BenchError as error:
             print(f"FAILED: {error}", file=sys.stderr, flush=True)
             return 1
-    print_results(results, args.quick)
+    if args.outputs:
+        print_outputs(outputs)
+    else:
+        print_results(results, args.quick)
+        print_outputs(results.outputs)
     print(f"Total run time: {time.monotonic() - began:.0f} s")
     return 0
 
