@@ -253,8 +253,10 @@ class Compositor:
             self._u[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = planes[1][chroma]
             self._v[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = planes[2][chroma]
             return
-        # threads=1: a swscale thread pool per tile costs more than it saves at tile sizes.
-        scaled = seat.reformatter.reformat(frame, width=w, height=h, format="yuv420p", threads=1)
+        # threads=1: a swscale thread pool per tile costs more than it saves at tile sizes. AREA averages what it
+        # shrinks (no aliasing) and enlarges like bilinear; shrinking 1280x720 into a 628x354 tile it takes 0.37 ms
+        # where bilinear takes 0.50 (bilinear is as quick only at whole ratios like 2:1).
+        scaled = seat.reformatter.reformat(frame, width=w, height=h, format="yuv420p", threads=1, interpolation="AREA")
         self._y[y : y + h, x : x + w] = plane_view(scaled, 0)
         self._u[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = plane_view(scaled, 1)
         self._v[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = plane_view(scaled, 2)

@@ -28,6 +28,7 @@ HOLD_S = 0.3
 TAKEOVER_DB = 6.0
 LOUDNESS_S = 0.3
 SILENCE_DBFS = -120.0  # the level of a block of zeros, so levels stay finite
+THRESHOLD_MEAN_SQUARE = 10 ** (THRESHOLD_DBFS / 10)
 
 
 def level_dbfs(mean_square: float) -> float:
@@ -37,7 +38,7 @@ def level_dbfs(mean_square: float) -> float:
 
 @dataclass
 class _Voice:
-    level_db: float = SILENCE_DBFS  # the last window's
+    last_mean_square: float = 0.0  # the last window's
     loudness: float = 0.0  # mean square, averaged over LOUDNESS_S
     loud_since_s: float | None = None  # start of the current stretch at or above the threshold
     last_loud_s: float = -math.inf  # end of the last window at or above the threshold
@@ -55,7 +56,7 @@ class SpeakerMeter:
 
     def levels_db(self) -> dict[str, float]:
         """Each participant's level in the last window measured, in dBFS."""
-        return {participant_id: voice.level_db for participant_id, voice in self._voices.items()}
+        return {participant_id: level_dbfs(voice.last_mean_square) for participant_id, voice in self._voices.items()}
 
     def update(self, blocks: dict[str, np.ndarray], start_s: float) -> None:
         """Take each participant's samples (channels × n, full scale 1) of the block starting at `start_s`.
@@ -73,14 +74,15 @@ class SpeakerMeter:
 
     def _measure(self, voice: _Voice, samples: np.ndarray, start_s: float) -> None:
         squares = np.square(samples, dtype=np.float64).mean(axis=0)  # per sample, over the channels
-        for first in range(0, squares.size, self._window):
-            window = squares[first : first + self._window]
-            begin_s = start_s + first / self._sample_rate
-            end_s = begin_s + window.size / self._sample_rate
-            mean_square = float(window.mean())
-            voice.level_db = level_dbfs(mean_square)
+        starts = np.arange(0, squares.size, self._window)
+        ends = np.append(starts[1:], squares.size)
+        mean_squares = np.add.reduceat(squares, starts) / (ends - starts)
+        # The windows of a block in plain floats: a numpy call per window would cost more than the measuring.
+        for mean_square, first, end in zip(mean_squares.tolist(), starts.tolist(), ends.tolist(), strict=True):
+            begin_s, end_s = start_s + first / self._sample_rate, start_s + end / self._sample_rate
+            voice.last_mean_square = mean_square
             voice.loudness += (mean_square - voice.loudness) * (1 - math.exp((begin_s - end_s) / LOUDNESS_S))
-            if voice.level_db >= THRESHOLD_DBFS:
+            if mean_square >= THRESHOLD_MEAN_SQUARE:
                 voice.loud_since_s = begin_s if voice.loud_since_s is None else voice.loud_since_s
                 voice.last_loud_s = end_s
                 # (a hair's tolerance: window ends are sums of floats)
