@@ -33,6 +33,7 @@ from recordkit.jobs.dispatcher import Job, JobEngine
 from recordkit.jobs.embedded import EmbeddedJobs
 from recordkit.jobs.kinds import JobKind, RetryPolicy
 from recordkit.jobs.procrastinated import ProcrastinateJobs
+from recordkit.metrics import Metrics
 from recordkit.node import new_node_id
 from tests.support.postgres import fresh_database, postgres_server
 
@@ -74,13 +75,13 @@ async def engine_on(backend: str) -> AsyncIterator[tuple[Database, JobEngine]]:
             url = f"sqlite+aiosqlite:///{Path(folder) / 'jobs.db'}"
             await asyncio.to_thread(upgrade, url)
             db = Database(url)
-            yield db, EmbeddedJobs(db, LocalBus(), [KIND], new_node_id(), {"bench": CONCURRENCY})
+            yield db, EmbeddedJobs(db, LocalBus(), [KIND], new_node_id(), {"bench": CONCURRENCY}, metrics=Metrics())
             await db.close()
         return
     with postgres_server() as server, fresh_database(server) as url:
         await asyncio.to_thread(upgrade, url)
         db = Database(url)
-        yield db, ProcrastinateJobs(url, [KIND], {"bench": CONCURRENCY})
+        yield db, ProcrastinateJobs(url, [KIND], {"bench": CONCURRENCY}, metrics=Metrics())
         await db.close()
 
 

@@ -29,6 +29,7 @@ from recordkit.api import (
     join_page,
     meet,
     meetings,
+    metrics,
     participants,
     presets,
     recordings,
@@ -44,6 +45,7 @@ from recordkit.config import Settings
 from recordkit.db.bus import Bus, LocalBus, PostgresBus
 from recordkit.db.engine import Database
 from recordkit.errors import DomainError
+from recordkit.fleet import Heartbeat
 from recordkit.jobs.dispatcher import Dispatcher, JobEngine
 from recordkit.jobs.embedded import EmbeddedJobs
 from recordkit.jobs.procrastinated import ProcrastinateJobs
@@ -52,6 +54,7 @@ from recordkit.meetings.apps import AppDirectory
 from recordkit.meetings.media.plane import MediaPlane
 from recordkit.meetings.sessions import SessionEvents, sweep_forever
 from recordkit.meetings.tokens import ParticipantTokens
+from recordkit.metrics import Metrics
 from recordkit.node import new_node_id
 from recordkit.recorder.composite import RecorderSettings
 from recordkit.recorder.spool import MB, DiskFloor
@@ -104,6 +107,8 @@ class Services:
     bucket: LocalBucket
     webhook_signer: WebhookSigner
     webhooks: WebhookDispatcher
+    metrics: Metrics
+    heartbeat: Heartbeat
     # When SIGTERM/SIGINT arrived (set by the server): recordings end at that instant.
     shutdown_requested_at: datetime | None = None
 
@@ -132,7 +137,8 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
     node_id = new_node_id()
     db = Database(settings.database_url)
     bus: Bus = LocalBus() if settings.is_sqlite else PostgresBus(settings.database_url)
-    engine = None if dispatcher is not None else _job_engine(settings, db, bus, node_id)
+    metrics = Metrics()
+    engine = None if dispatcher is not None else _job_engine(settings, db, bus, node_id, metrics)
     jobs: Dispatcher = dispatcher or engine  # type: ignore[assignment]
     secrets = SecretBox(creds.storage_key)
     spool_floor = DiskFloor(settings.data_dir / "spool", settings.min_free_mb * MB)
@@ -152,6 +158,7 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
         min_free_bytes=settings.min_free_mb * MB,
     )
     webhook_signer = WebhookSigner(creds.webhook_private_key)
+    capture_slots = CaptureSlots(settings.max_recordings)
     return Services(
         settings=settings,
         node_id=node_id,
@@ -172,29 +179,38 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
             bucket=bucket,
             settings=settings,
             recorder_settings=recorder_settings,
-            capture_slots=CaptureSlots(settings.max_recordings),
+            capture_slots=capture_slots,
             secrets=secrets,
             upload_settings=UploadSettings(part_size=settings.upload_part_mb * MB),
+            metrics=metrics,
         ),
         session_events=session_events,
         media=media,
         apps=AppDirectory(db),
         bucket=bucket,
         webhook_signer=webhook_signer,
-        webhooks=WebhookDispatcher(db, webhook_signer),
+        webhooks=WebhookDispatcher(db, webhook_signer, metrics),
+        metrics=metrics,
+        # "all": `serve` plays every part (API, media, recorder, uploads).
+        heartbeat=Heartbeat(db, node_id, "all", settings.public_url, capture_slots),
     )
 
 
-def _job_engine(settings: Settings, db: Database, bus: Bus, node_id: str) -> JobEngine:
+def _job_engine(settings: Settings, db: Database, bus: Bus, node_id: str, metrics: Metrics) -> JobEngine:
     """The embedded runner on SQLite (one process owns the file); procrastinate on PostgreSQL."""
     # As many record jobs as could capture at once if all were track recordings; `CaptureSlots` weighs them.
     record_jobs = settings.max_recordings * COMPOSITE_UNITS // TRACK_UNITS
     concurrency = {"record": record_jobs, "upload": settings.max_uploads}
     scale = settings.retry_delay_scale
     if settings.is_sqlite:
-        return EmbeddedJobs(db, bus, JOB_KINDS, node_id, concurrency, retry_scale=scale)
+        return EmbeddedJobs(db, bus, JOB_KINDS, node_id, concurrency, metrics=metrics, retry_scale=scale)
     return ProcrastinateJobs(
-        settings.database_url, JOB_KINDS, concurrency, retry_scale=scale, graceful_s=settings.drain_timeout_s
+        settings.database_url,
+        JOB_KINDS,
+        concurrency,
+        metrics=metrics,
+        retry_scale=scale,
+        graceful_s=settings.drain_timeout_s,
     )
 
 
@@ -216,6 +232,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
             # Emptied sessions end when their keep-alive runs out, even if nobody calls the API.
             asyncio.create_task(sweep_forever(services.db, 1.0, services.session_events)),
             asyncio.create_task(delete_expired_forever(services.bucket, services.recordings)),
+            asyncio.create_task(services.heartbeat.beat_forever()),
         ]
         if services.engine is not None:
             background.append(asyncio.create_task(prune_forever(services.engine, FINISHED_JOBS_KEPT)))
@@ -232,6 +249,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            await services.heartbeat.leave()
             await services.media.close()
             await services.bus.close()
             await services.db.close()
@@ -250,6 +268,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     join_page.install(app)
     app.include_router(meet.router)  # at the host root, like the join page (meetings.md §8)
     app.include_router(files.router)
+    app.include_router(metrics.router)  # outside the RealtimeKit paths: not part of the spec
     _add_error_handlers(app)
 
     @app.get("/healthz", include_in_schema=True, tags=["service"])

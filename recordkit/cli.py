@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from recordkit.config import Settings, UnsafeDataDir, build_settings
+from recordkit.config import Settings, UnsafeDataDir, build_settings, choose_database_url
 from recordkit.vendor_logs import hold_vendor_loggers_at_info
 
 # Everything recordkit writes under its data dir — the SQLite file and its -wal/-shm, the spool, the bucket,
@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> None:
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     _common(migrate)
+
+    status = commands.add_parser("status", help="print the fleet: processes, their load and recordings, the job queue")
+    _common(status)
 
     bot = commands.add_parser("bot", help="join a meeting as a participant with synthetic audio and video")
     bot.add_argument("--server", required=True, help="recordkit base URL, e.g. http://127.0.0.1:8787")
@@ -69,6 +72,8 @@ def _run(args: argparse.Namespace) -> None:
         settings, _ = build_settings(Path(args.data_dir), args.database_url)
         _migrate(settings)
         print("database is up to date")
+    elif args.command == "status":
+        _status(args)
 
 
 def _common(command: argparse.ArgumentParser) -> None:
@@ -91,6 +96,15 @@ def _serve(args: argparse.Namespace) -> None:
     _migrate(settings)
     _print_welcome(settings)
     serve(create_app(settings), args.host, args.port, args.log_level)
+
+
+def _status(args: argparse.Namespace) -> None:
+    from recordkit.fleet import FleetUnreadable, fleet_status
+
+    try:
+        print(fleet_status(choose_database_url(Path(args.data_dir), args.database_url, os.environ)), end="")
+    except FleetUnreadable as error:
+        raise SystemExit(f"recordkit: {error}") from error
 
 
 def _demo(args: argparse.Namespace) -> None:

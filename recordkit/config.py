@@ -96,6 +96,8 @@ class Settings:
     retry_delay_scale: float = 1.0
     # Internal networks that fetches of caller-given URLs (the watermark) may reach all the same; none by default.
     fetch_allow: tuple[IPv4Network | IPv6Network, ...] = ()
+    # When set, `GET /metrics` wants it as a Bearer token; unset, the metrics are open (RECORDKIT_METRICS_TOKEN).
+    metrics_token: str | None = None
 
     @property
     def bucket_dir(self) -> Path:
@@ -115,6 +117,12 @@ class Settings:
 def sqlite_url(data_dir: Path) -> str:
     """The default database: a SQLite file in the data dir."""
     return f"sqlite+aiosqlite:///{(data_dir / 'recordkit.db').resolve()}"
+
+
+def choose_database_url(data_dir: Path, given: str | None, environ: Mapping[str, str]) -> str:
+    """The database of a process rooted at `data_dir`: `given` (`--database-url`), else RECORDKIT_DATABASE_URL,
+    else the data dir's SQLite file."""
+    return normalise_database_url(given or environ.get("RECORDKIT_DATABASE_URL") or sqlite_url(data_dir))
 
 
 def normalise_database_url(url: str) -> str:
@@ -276,10 +284,9 @@ def build_settings(
     data_dir = data_dir.resolve()
     ensure_private_dir(data_dir)
     credentials, generated = load_credentials(data_dir, env)
-    url = database_url or env.get("RECORDKIT_DATABASE_URL") or sqlite_url(data_dir)
     settings = Settings(
         data_dir=data_dir,
-        database_url=normalise_database_url(url),
+        database_url=choose_database_url(data_dir, database_url, env),
         credentials=credentials,
         public_url=(public_url or env.get("RECORDKIT_PUBLIC_URL") or "http://127.0.0.1:8787").rstrip("/"),
         rate_limit_per_minute=int(env.get("RECORDKIT_RATE_LIMIT_PER_MINUTE") or 0),
@@ -294,6 +301,7 @@ def build_settings(
         drain_timeout_s=float(env.get("RECORDKIT_DRAIN_TIMEOUT_S") or 30),
         retry_delay_scale=float(env.get("RECORDKIT_RETRY_DELAY_SCALE") or 1),
         fetch_allow=fetch_allow(env),
+        metrics_token=env.get("RECORDKIT_METRICS_TOKEN") or None,
     )
     return settings, generated
 

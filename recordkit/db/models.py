@@ -298,3 +298,21 @@ class WebhookDelivery(Base):
         Index(None, "status", "webhook_id", "stream", "event_id"),
         Index(None, "webhook_id", "created_at"),
     )
+
+
+class Node(Base):
+    """A running recordkit process, as its heartbeat (`fleet.py`) last wrote it: who it is and how much of its
+    capture budget is in use. A process that stops cleanly deletes its row; a silent one is forgotten later."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)  # the node id it writes on the rows it owns
+    role: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(Text)  # its public URL: where its API and /metrics answer
+    # Capture units (recording/capacity.py: a composite 4, a track recording 1) held, and its budget.
+    capacity_used: Mapped[int] = mapped_column(Integer)
+    capacity_total: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]

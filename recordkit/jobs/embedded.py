@@ -26,6 +26,7 @@ from recordkit.db.engine import Database
 from recordkit.db.models import QueuedJob
 from recordkit.jobs.dispatcher import Job
 from recordkit.jobs.kinds import Context, JobKind, Outcome, run_attempt
+from recordkit.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class EmbeddedJobs(Generic[Context]):
         node_id: str,
         concurrency: Mapping[str, int],
         *,
+        metrics: Metrics,
         retry_scale: float = 1.0,
         poll_s: float = 1.0,
     ) -> None:
@@ -52,6 +54,7 @@ class EmbeddedJobs(Generic[Context]):
         self.kinds = {kind.name: kind for kind in kinds}
         self.node_id = node_id
         self.concurrency = dict(concurrency)
+        self.metrics = metrics
         self.retry_scale = retry_scale
         self.poll_s = poll_s
         self._taking = {queue for queue, limit in self.concurrency.items() if limit > 0}
@@ -204,8 +207,10 @@ class EmbeddedJobs(Generic[Context]):
             log.error("job %d has an unknown kind %r; it fails", job.id, job.kind)
             await self._record(job.id, status=FAILED, attempts=attempt, last_error=f"unknown kind {job.kind}")
             return
+        # Claimed at `updated_at`; due since `run_after` (its insert, or the end of its retry delay).
+        self.metrics.job_waited(kind.name, (job.updated_at - job.run_after).total_seconds())
         try:
-            result = await run_attempt(kind, context, job.recording_id, attempt)
+            result = await run_attempt(kind, context, job.recording_id, attempt, self.metrics)
         except asyncio.CancelledError:
             await asyncio.shield(self._record(job.id, status=TODO, attempts=attempt, last_error=INTERRUPTED))
             raise

@@ -2,17 +2,21 @@
 
 Both engines (the embedded runner and procrastinate) run an attempt through `run_attempt`, so a kind behaves
 the same on SQLite and PostgreSQL: the attempt number counts every earlier attempt, including one cut short
-by a crash, and the attempt that exhausts the policy calls the kind's `gave_up` before it ends.
+by a crash, and the attempt that exhausts the policy calls the kind's `gave_up` before it ends. Each attempt is
+counted in the metrics by its outcome, on both engines alike.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from recordkit.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +70,20 @@ class Attempt:
     error: str | None = None
 
 
-async def run_attempt(kind: JobKind[Context], context: Context, recording_id: str, attempt: int) -> Attempt:
+async def run_attempt(
+    kind: JobKind[Context], context: Context, recording_id: str, attempt: int, metrics: Metrics
+) -> Attempt:
     """Run attempt number `attempt` (1-based) of a job; what the engine should do with the job next."""
+    try:
+        result = await _attempt(kind, context, recording_id, attempt)
+    except asyncio.CancelledError:
+        metrics.job_attempted(kind.name, "interrupted")
+        raise
+    metrics.job_attempted(kind.name, result.outcome.value)
+    return result
+
+
+async def _attempt(kind: JobKind[Context], context: Context, recording_id: str, attempt: int) -> Attempt:
     try:
         await kind.run(context, recording_id)
     except Exception as error:

@@ -5,7 +5,8 @@ in the pinned 3.10) on the caller's own connection, so it commits with the chang
 insert trigger wakes the workers. Each kind is a procrastinate task whose attempt goes through
 `run_attempt`; a retry is a `RetryLater` that our retry strategy turns into procrastinate's retry with the
 kind's jittered delay, so `job.attempts` (kept in the row) counts every attempt across restarts. The jobs
-of a worker whose heartbeat stopped are handed back by `retry_stalled`, which the reconciler calls.
+of a worker whose heartbeat stopped are handed back by `retry_stalled`, which the reconciler calls. How long
+an attempt waited in the queue is read from procrastinate's own event rows, on the database's clock.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from recordkit.jobs.dispatcher import Job
 from recordkit.jobs.kinds import Context, JobKind, Outcome, run_attempt
+from recordkit.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,18 @@ _PENDING = text(
     " LEFT JOIN procrastinate_workers worker ON worker.id = job.worker_id"
     " WHERE job.task_name = ANY(CAST(:kinds AS varchar[])) AND (job.status = 'todo' OR (job.status = 'doing'"
     " AND worker.last_heartbeat > NOW() - make_interval(secs => :stalled_s)))"
+)
+
+# From when the job fell due — its latest deferral (the insert, a retry, a hand-back) or the instant its retry
+# was scheduled for, whichever is later — to when this attempt started.
+_QUEUE_WAIT = (
+    "SELECT EXTRACT(EPOCH FROM started.at - GREATEST(queued.at, job.scheduled_at)) AS waited_s"
+    " FROM procrastinate_jobs job"
+    " CROSS JOIN LATERAL (SELECT max(at) AS at FROM procrastinate_events"
+    " WHERE job_id = job.id AND type = 'started') started"
+    " CROSS JOIN LATERAL (SELECT max(at) AS at FROM procrastinate_events WHERE job_id = job.id"
+    " AND type IN ('deferred', 'deferred_for_retry', 'retried') AND at <= started.at) queued"
+    " WHERE job.id = %(job_id)s"
 )
 
 
@@ -77,6 +91,7 @@ class ProcrastinateJobs(Generic[Context]):
         kinds: Sequence[JobKind[Context]],
         concurrency: Mapping[str, int],
         *,
+        metrics: Metrics,
         retry_scale: float = 1.0,
         graceful_s: float = 30.0,
     ) -> None:
@@ -84,6 +99,7 @@ class ProcrastinateJobs(Generic[Context]):
         self.app = App(connector=PsycopgConnector(conninfo=conninfo, min_size=1, max_size=8))
         self.kinds = {kind.name: kind for kind in kinds}
         self.concurrency = dict(concurrency)
+        self.metrics = metrics
         self.retry_scale = retry_scale
         self.graceful_s = graceful_s
         self._context: Context | None = None
@@ -175,7 +191,8 @@ class ProcrastinateJobs(Generic[Context]):
         async def attempt(job_context: JobContext, recording_id: str) -> None:
             assert self._context is not None, "jobs run only after start()"
             number = job_context.job.attempts + 1
-            result = await run_attempt(kind, self._context, recording_id, number)
+            await self._observe_queue_wait(kind.name, job_context.job.id)
+            result = await run_attempt(kind, self._context, recording_id, number, self.metrics)
             if result.outcome is Outcome.RETRY:
                 raise RetryLater(result.error, kind.policy.delay_s(number, self.retry_scale))
             if result.outcome is Outcome.GAVE_UP:
@@ -183,3 +200,13 @@ class ProcrastinateJobs(Generic[Context]):
 
         attempt.__name__ = kind.name
         return attempt
+
+    async def _observe_queue_wait(self, kind: str, job_id: int | None) -> None:
+        try:
+            row = await self.app.connector.execute_query_one_async(_QUEUE_WAIT, job_id=job_id)
+        except Exception:
+            # Only a figure is lost: the attempt itself must not fail for it.
+            log.warning("could not read how long job %s waited in the queue", job_id, exc_info=True)
+            return
+        if row["waited_s"] is not None:
+            self.metrics.job_waited(kind, float(row["waited_s"]))

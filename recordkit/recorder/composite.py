@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import Any
 from recordkit.meetings.media.events import ParticipantJoined, ParticipantLeft, TrackAdded, TrackEnded
 from recordkit.meetings.media.source import MediaSource, UnknownTrack
 from recordkit.meetings.media.timing import media_now_s
+from recordkit.metrics import RecorderMeter
 from recordkit.recorder.capture import Finished
 from recordkit.recorder.encoder import AudioFileEncoder, CompositeEncoder
 from recordkit.recorder.fetch import Network
@@ -91,6 +93,7 @@ class Recorder:
         hooks: RecorderHooks,
         *,
         keep_alive_s: float,
+        meter: RecorderMeter,
         settings: RecorderSettings = RecorderSettings(),
     ) -> None:
         self.plan = plan
@@ -99,6 +102,7 @@ class Recorder:
         self.hooks = hooks
         self.keep_alive_s = keep_alive_s
         self.settings = settings
+        self.meter = meter
         self.first_packet_wall_s: float | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="recorder")
         self._inputs = Inputs()
@@ -217,7 +221,10 @@ class Recorder:
             await _sleep_until(render_wall_s + self.settings.jitter_s)
             if self._finished is not None:
                 return
-            await self._in_worker(self._render, render_wall_s)
+            rendered_s = await self._in_worker(_timed, self._render, render_wall_s)
+            behind_s = media_now_s() - self.settings.jitter_s - render_wall_s
+            following = next_tick(tick, behind_s, interval_s)
+            self.meter.frame(rendered_s, behind_s, following - tick - 1, self._frames_dropped())
             if self.first_packet_wall_s is None and self._first_packet_written():
                 self.first_packet_wall_s = media_now_s()
                 self._first_packet_told = self._tasks.hook(self.hooks.first_packet(self._timeline_start()))
@@ -225,7 +232,12 @@ class Recorder:
             if ending is not None:
                 self._tasks.hook(self._end_by_itself(ending))
                 return
-            tick = next_tick(tick, media_now_s() - self.settings.jitter_s - render_wall_s, interval_s)
+            tick = following
+
+    def _frames_dropped(self) -> dict[str, int]:
+        """Running totals: frames the input queues dropped, and frames the encoder found on a written slot."""
+        encoder = self._composite.frames_dropped if self._composite is not None else 0
+        return {"input": self._inputs.dropped, "encoder": encoder}
 
     def _ending(self, render_wall_s: float) -> str | None:
         if self.first_packet_wall_s is not None and render_wall_s - self._timeline_start() >= self.plan.max_seconds:
@@ -427,6 +439,13 @@ def next_tick(tick: int, behind_s: float, interval_s: float) -> int:
     if behind_s >= MAX_CATCH_UP_S:
         return tick + math.floor(behind_s / interval_s)
     return tick + (2 if behind_s < (CATCH_UP_S + MAX_CATCH_UP_S) / 2 else 4)
+
+
+def _timed(work: Callable[..., Any], *args: Any) -> float:
+    """Run `work` (in the worker thread); the seconds it took."""
+    started_s = time.perf_counter()
+    work(*args)
+    return time.perf_counter() - started_s
 
 
 async def _sleep_until(wall_s: float) -> None:

@@ -76,6 +76,8 @@ class Inputs:
     video: dict[str, FrameQueue] = field(default_factory=dict)
     audio: dict[str, FrameQueue] = field(default_factory=dict)
     changes: deque[Callable[[], None]] = field(default_factory=deque)
+    # Dropped by the queues of participants who left: `dropped` stays a total over the whole recording.
+    dropped_by_gone: int = 0
 
     def queue(self, kind: str, peer_id: str) -> FrameQueue:
         """The participant's queue of that kind, made on first use."""
@@ -88,9 +90,12 @@ class Inputs:
         return queues[peer_id]
 
     def forget(self, peer_id: str) -> None:
-        self.video.pop(peer_id, None)
-        self.audio.pop(peer_id, None)
+        for queues in (self.video, self.audio):
+            gone = queues.pop(peer_id, None)
+            if gone is not None:
+                self.dropped_by_gone += gone.dropped
 
     @property
     def dropped(self) -> int:
-        return sum(queue.dropped for queue in [*self.video.values(), *self.audio.values()])
+        """Frames dropped since the recording began, by every queue."""
+        return self.dropped_by_gone + sum(queue.dropped for queue in [*self.video.values(), *self.audio.values()])

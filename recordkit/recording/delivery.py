@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from recordkit.clock import utcnow
 from recordkit.db.engine import Database
 from recordkit.db.models import Recording, StoreUpload
+from recordkit.metrics import Metrics
 from recordkit.storage.secrets import SecretBox
 from recordkit.storage.store import StoredObject, StoreError, UploadSettings, object_key
 from recordkit.storage.stores import open_store
@@ -37,16 +38,23 @@ class DeliveryFailed(Exception):
 
 
 async def deliver(
-    db: Database, secrets: SecretBox, settings: UploadSettings, recording: Recording, files: Sequence[tuple[str, Path]]
+    db: Database,
+    secrets: SecretBox,
+    settings: UploadSettings,
+    recording: Recording,
+    files: Sequence[tuple[str, Path]],
+    metrics: Metrics,
 ) -> None:
     """Put every file at `{path}/{file_name}` in the recording's store and record each confirmation; raises
     `DeliveryFailed` at the first file the store does not confirm."""
     assert recording.storage_config is not None
     config = {**recording.storage_config, **secrets.open(recording.storage_secrets)}
+    target = config["type"]
     try:
         store = open_store(config, settings)
     except Exception as error:
-        raise DeliveryFailed(f"{config['type']} storage", type(error).__name__) from None
+        metrics.upload_attempted(target, succeeded=False)
+        raise DeliveryFailed(f"{target} storage", type(error).__name__) from None
     destination = store.destination
     confirmed = await _begin(db, recording.id, destination)
     try:
@@ -54,17 +62,20 @@ async def deliver(
             if name in confirmed:
                 continue
             stored = await store.put(path, object_key(config.get("path"), name))
+            metrics.upload_stored(target, stored.size)
             confirmed[name] = await _confirm(db, recording.id, destination, name, stored)
             log.info("recording %s: %s confirmed %s (%d bytes, %s)", recording.id, destination, stored.key,
                      stored.size, stored.checksum)  # fmt: skip
     except Exception as error:
         # A vendor library's message may quote a URL or a header; only its class is safe to keep.
         kind = error.kind if isinstance(error, StoreError) else type(error).__name__
+        metrics.upload_attempted(target, succeeded=False)
         await _failed(db, recording.id, destination, f"{destination}: {kind}")
         raise DeliveryFailed(destination, kind) from None
     finally:
         await store.close()
     await _finished(db, recording.id, destination)
+    metrics.upload_attempted(target, succeeded=True)
 
 
 async def _begin(db: Database, recording_id: str, destination: str) -> dict[str, Any]:

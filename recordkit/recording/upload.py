@@ -17,6 +17,7 @@ from sqlalchemy import select
 from recordkit.clock import to_wire, utcnow
 from recordkit.db.models import Participant, Recording
 from recordkit.jobs.kinds import JobKind, RetryPolicy, describe
+from recordkit.metrics import BUILTIN
 from recordkit.recorder.manifest import (
     Manifest,
     download_urls,
@@ -49,13 +50,28 @@ async def upload(context: WorkContext, recording_id: str) -> None:
         return
     people = await meeting_people(reports, recording.meeting_id) if recording.type == Kind.TRACK.value else {}
     files = RecordingFiles(context.bucket, context.settings.data_dir, context.settings.link_lifetime)
-    placed = await asyncio.to_thread(files.place, recording, people)
+    placed = await _place(context, files, recording, people)
     if placed.outcome.succeeded and recording.storage_config is not None:
-        await deliver(context.reports.db, context.secrets, context.upload_settings, recording, placed.files)
+        db, metrics = context.reports.db, context.metrics
+        await deliver(db, context.secrets, context.upload_settings, recording, placed.files, metrics)
         if not builtin_enabled(recording):
             # The external store confirmed every file: recordkit keeps no copy (§10.3).
             await asyncio.to_thread(_remove, [path for _, path in placed.files])
     await reports.finish_upload(recording.id, placed.outcome)
+
+
+async def _place(context: WorkContext, files: RecordingFiles, recording: Recording, people: People) -> Placed:
+    """`files.place` off the event loop, counted as an upload to the built-in bucket when that is enabled."""
+    if not builtin_enabled(recording):
+        return await asyncio.to_thread(files.place, recording, people)
+    try:
+        placed = await asyncio.to_thread(files.place, recording, people)
+    except Exception:
+        context.metrics.upload_attempted(BUILTIN, succeeded=False)
+        raise
+    context.metrics.upload_stored(BUILTIN, files.moved_bytes)
+    context.metrics.upload_attempted(BUILTIN, placed.outcome.succeeded)
+    return placed
 
 
 async def upload_gave_up(context: WorkContext, recording_id: str, error: BaseException) -> None:
@@ -114,6 +130,8 @@ class RecordingFiles:
         self.bucket = bucket
         self.data_dir = data_dir
         self.link_lifetime = link_lifetime
+        # What this placement moved into the bucket (a retry finds the files there already).
+        self.moved_bytes = 0
 
     def place(self, recording: Recording, people: People) -> Placed:
         if recording.type == Kind.TRACK.value:
@@ -225,6 +243,7 @@ class RecordingFiles:
                     raise OSError(f"{name}: {part.stat().st_size} bytes stored, {size} expected")
                 os.replace(part, target)
             source.unlink(missing_ok=True)
+            self.moved_bytes += size
         elif part.exists():
             # The process died between the two renames: the spool file had been renamed whole (a copy keeps its
             # source until it is done), so the move only needs its second half.

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from recordkit.config import Settings
 from recordkit.meetings.media.plane import MediaPlane
+from recordkit.metrics import Metrics
 from recordkit.recorder.composite import RecorderSettings
 from recordkit.recording.capacity import CaptureSlots
 from recordkit.recording.ownership import Recorders
@@ -18,7 +19,7 @@ from recordkit.storage.store import UploadSettings
 @dataclass(frozen=True)
 class WorkContext:
     """The database (through `reports`), this process's recorders, capture budget and media plane, the built-in
-    bucket and the settings."""
+    bucket, the settings and the metrics."""
 
     reports: CaptureReports
     recorders: Recorders
@@ -30,3 +31,4 @@ class WorkContext:
     # Opens a recording's sealed storage secrets, for the upload to its external store.
     secrets: SecretBox
     upload_settings: UploadSettings
+    metrics: Metrics

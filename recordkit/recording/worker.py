@@ -6,6 +6,7 @@ import logging
 from datetime import UTC, datetime
 
 from recordkit.jobs.kinds import JobKind, RetryPolicy
+from recordkit.metrics import RecorderMeter
 from recordkit.recorder.composite import Ending, Recorder, RecorderHooks
 from recordkit.recorder.plan import OutputPlan
 from recordkit.recorder.spool import spool_dir
@@ -42,6 +43,7 @@ async def _record(context: WorkContext, recording_id: str) -> None:
             ended_by_itself=endings,
         ),
         keep_alive_s=meeting.session_keep_alive_time_in_secs,
+        meter=RecorderMeter(context.metrics),
         settings=context.recorder_settings,
     )
     await context.recorders.run(recording_id, recorder, endings)

@@ -25,6 +25,7 @@ from sqlalchemy import delete, select, update
 from recordkit.clock import utcnow
 from recordkit.db.engine import Database
 from recordkit.db.models import Webhook, WebhookDelivery, WebhookEvent
+from recordkit.metrics import Metrics
 from recordkit.webhooks.events import DELIVERED, FAILED, PENDING
 from recordkit.webhooks.signing import WebhookSigner
 
@@ -71,9 +72,10 @@ def next_state(attempts: int, outcome: Outcome, now: datetime, rng: random.Rando
 class WebhookDispatcher:
     """Sends this deployment's pending deliveries, from every process that runs one."""
 
-    def __init__(self, db: Database, signer: WebhookSigner, rng: random.Random | None = None) -> None:
+    def __init__(self, db: Database, signer: WebhookSigner, metrics: Metrics, rng: random.Random | None = None) -> None:
         self.db = db
         self.signer = signer
+        self.metrics = metrics
         self._rng = rng or random.Random()
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._finished = asyncio.Event()
@@ -213,6 +215,7 @@ class WebhookDispatcher:
                     finished_at=None if status == PENDING else now,
                 )
             )
+        self.metrics.webhook_attempted(status)
         if status != DELIVERED:
             log.warning("webhook delivery %s (%s) attempt %d: %s → %s", delivery.id, delivery.event, attempts,
                         outcome.error, status)  # fmt: skip

@@ -20,7 +20,9 @@ from recordkit.jobs.dispatcher import Job
 from recordkit.jobs.embedded import EmbeddedJobs
 from recordkit.jobs.kinds import JobKind, RetryPolicy
 from recordkit.jobs.procrastinated import ProcrastinateJobs
+from recordkit.metrics import Metrics
 from recordkit.node import new_node_id
+from tests.support.metrics import metric
 
 POLICY = RetryPolicy(attempts=3, first_delay_s=0.2, max_delay_s=1.0)
 
@@ -66,11 +68,13 @@ class Engines:
     db: Database
     url: str
     kind: str
+    metrics: Metrics = field(default_factory=Metrics)
 
     def new(self) -> Any:
         if self.kind == "sqlite":
-            return EmbeddedJobs(self.db, LocalBus(), KINDS, new_node_id(), {"upload": 4}, poll_s=0.2)
-        return ProcrastinateJobs(self.url, KINDS, {"upload": 4}, graceful_s=5)
+            node = new_node_id()
+            return EmbeddedJobs(self.db, LocalBus(), KINDS, node, {"upload": 4}, metrics=self.metrics, poll_s=0.2)
+        return ProcrastinateJobs(self.url, KINDS, {"upload": 4}, metrics=self.metrics, graceful_s=5)
 
     async def attempts(self, recording_id: str) -> tuple[str, int]:
         table = "jobs" if self.kind == "sqlite" else "procrastinate_jobs"
@@ -158,3 +162,26 @@ async def test_a_job_runs_only_if_its_transaction_commits(engines: Engines) -> N
         await engine.stop(5)
     assert "rolled-back" not in work.calls and work.calls["committed"] == 1
     assert pending == set()
+
+
+async def test_each_attempt_is_counted_by_outcome_with_its_wait_in_the_queue(engines: Engines) -> None:
+    work, engine = Work(failures=1), engines.new()
+    await submit(engines, engine, Job("flaky", "counted-1"))
+    await asyncio.sleep(1.0)  # queued while no engine runs: its first attempt waits this long
+    await engine.start(work)
+    try:
+        await submit(engines, engine, Job("broken", "counted-2"))
+        await asyncio.wait_for(work.done["counted-1"].wait(), 20)
+        await asyncio.wait_for(work.done["counted-2"].wait(), 20)
+    finally:
+        await engine.stop(5)
+    text = engines.metrics.exposition().decode()
+    attempts = {
+        (kind, outcome): metric(text, "recordkit_job_attempts_total", kind=kind, outcome=outcome)
+        for kind, outcome in [("flaky", "retry"), ("flaky", "done"), ("broken", "retry"), ("broken", "gave_up")]
+    }
+    assert attempts == {("flaky", "retry"): 1, ("flaky", "done"): 1, ("broken", "retry"): 2, ("broken", "gave_up"): 1}
+    assert metric(text, "recordkit_job_queue_wait_seconds_count", kind="flaky") == 2
+    assert metric(text, "recordkit_job_queue_wait_seconds_count", kind="broken") == 3
+    # The first attempt's second in the queue, and little besides: a retry waits from the end of its delay.
+    assert 1.0 <= metric(text, "recordkit_job_queue_wait_seconds_sum", kind="flaky") < 3.0

@@ -1,0 +1,43 @@
+"""The recorder's figures as Prometheus counts them: running totals become increments, once each."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from recordkit.meetings.media.reading import TimedFrame
+from recordkit.metrics import Metrics, RecorderMeter
+from recordkit.recorder.inputs import MAX_AUDIO_FRAMES, Inputs
+from tests.support.metrics import metric
+
+
+def audio_frame(index: int) -> TimedFrame:
+    frame = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.int16), format="s16", layout="mono")
+    frame.sample_rate = 48_000
+    return TimedFrame(frame, index * 960, Fraction(1, 48_000), 1000.0 + index * 0.02)
+
+
+def flood(inputs: Inputs, peer_id: str, frames: int) -> None:
+    queue = inputs.queue("audio", peer_id)
+    for index in range(frames):
+        queue.append(audio_frame(index))
+
+
+def test_dropped_frames_are_counted_once_and_stay_counted_after_their_participant_left() -> None:
+    metrics, inputs = Metrics(), Inputs()
+    meter = RecorderMeter(metrics)
+    flood(inputs, "ada", MAX_AUDIO_FRAMES + 3)
+    meter.frame(0.25, 0.1, 0, {"input": inputs.dropped, "encoder": 1})
+    meter.frame(0.25, 0.1, 0, {"input": inputs.dropped, "encoder": 1})
+    inputs.forget("ada")
+    flood(inputs, "bob", MAX_AUDIO_FRAMES + 2)
+    meter.frame(0.5, 1.2, 2, {"input": inputs.dropped, "encoder": 1})
+    text = metrics.exposition().decode()
+    assert metric(text, "recordkit_frames_dropped_total", stage="input") == 5
+    assert metric(text, "recordkit_frames_dropped_total", stage="encoder") == 1
+    assert metric(text, "recordkit_frames_dropped_total", stage="skipped") == 2
+    assert metric(text, "recordkit_encode_seconds_total") == 1.0
+    assert metric(text, "recordkit_capture_lag_seconds_count") == 3
+    assert metric(text, "recordkit_capture_lag_seconds_bucket", le="1.0") == 2
