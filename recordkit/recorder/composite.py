@@ -112,6 +112,7 @@ class Recorder:
         self._compositor: Compositor | None = None
         self._mixer = Mixer(self._channels())
         self._watermark: Watermark | None = None
+        self._watermark_shown: Watermark | None = None  # the one on the last frame written
         self._audio_cursor_s = 0.0
         self._rendered_until_wall_s = 0.0
         self._failed_at_wall_s: float | None = None
@@ -355,11 +356,16 @@ class Recorder:
         else:
             wall_s = self._rendered_until_wall_s + interval_s
         while wall_s <= stop_wall_s:
-            self._render(wall_s)
+            # The last frame is written whatever it shows: the file's picture lasts until the stop.
+            self._render(wall_s, last=wall_s + interval_s > stop_wall_s)
             wall_s += interval_s
 
-    def _render(self, render_wall_s: float) -> None:
-        """Write everything up to `render_wall_s`: one composite frame and the audio that goes with it."""
+    def _render(self, render_wall_s: float, *, last: bool = False) -> None:
+        """Write everything up to `render_wall_s`: one composite frame and the audio that goes with it.
+
+        A frame the same as the one before is left out (the file's previous frame lasts longer) unless the
+        outputs need it (`CompositeEncoder.needs_frame`): an audio-only or empty meeting costs almost nothing.
+        """
         assert self._timeline is not None
         self._rendered_until_wall_s = render_wall_s
         while self._inputs.changes:
@@ -372,10 +378,20 @@ class Recorder:
             if self._composite is not None:
                 self._composite.write_pause(render_wall_s)
             return
-        if self._composite is not None and self._compositor is not None:
+        if (
+            self._composite is not None
+            and self._compositor is not None
+            and (
+                last
+                or self._compositor.changed
+                or self._watermark is not self._watermark_shown
+                or self._composite.needs_frame(media_s)
+            )
+        ):
             frame = self._compositor.compose()
             if self._watermark is not None:
                 self._watermark.apply(frame)
+            self._watermark_shown = self._watermark
             self._composite.write_video(frame, media_s, render_wall_s)
         end_s = media_s + 1 / self._fps()
         samples = round((end_s - self._audio_cursor_s) * SAMPLE_RATE)

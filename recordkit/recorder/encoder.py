@@ -240,6 +240,15 @@ class CompositeEncoder:
         video_s = 0.0 if self._last_index is None else (self._last_index + 1) / self.plan.video.fps
         return max(video_s, self._audio.written_s)
 
+    def needs_frame(self, pts_s: float) -> bool:
+        """Whether a frame at media time `pts_s` must be written even if the picture has not changed: the first
+        one, the first of each second (a keyframe: each fragment and segment starts with one, so a crash
+        loses at most a second), and every one while a live output streams (players want a steady rate)."""
+        if self._last_index is None or self._live:
+            return True
+        fps = self.plan.video.fps
+        return round(pts_s * fps) // fps > self._last_index // fps
+
     def write_video(self, frame: av.VideoFrame, pts_s: float, wall_s: float) -> None:
         """Encode a composite frame shown from media time `pts_s` until the next one, captured at Unix time
         `wall_s` in the meeting.

@@ -202,6 +202,12 @@ class Compositor:
         """Each participant's tile, in join order."""
         return dict(self._tiles)
 
+    @property
+    def changed(self) -> bool:
+        """Whether `compose()` would now give a picture other than the last one it gave."""
+        speaker_tile = self._tiles.get(self._speaker) if self._speaker is not None else None
+        return self._reflowed or speaker_tile != self._outlined or any(seat.dirty for seat in self._seats.values())
+
     def compose(self) -> av.VideoFrame:
         """A new yuv420p frame of the grid as it stands (no pts: the encoder places it)."""
         if self._reflowed:

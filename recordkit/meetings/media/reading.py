@@ -63,6 +63,7 @@ class PacketReader:
         self._ended = False
         self._closed = False
         self._need_keyframe = track.kind == "video"
+        self._keyframe_asked = self._need_keyframe
         track.add_sink(self)
         if self._need_keyframe:
             track.request_keyframe()
@@ -74,19 +75,23 @@ class PacketReader:
     def restart_at_keyframe(self) -> None:
         """Drop everything up to the next keyframe, and ask for one (what follows a refused frame)."""
         if self.track.kind == "video":
-            self._need_keyframe = True
+            self._need_keyframe = self._keyframe_asked = True
             self.track.request_keyframe()
 
     def put(self, frame: EncodedFrame) -> None:
         """Called by the track for each frame; drops what a decoder could not start from."""
         if self._skip is not None and self._skip(frame.wall_time_s):
             self.skipped += 1
-            # What comes after the skipped interval refers to frames that were never queued.
-            if not self._need_keyframe:
-                self.restart_at_keyframe()
+            # What comes after the skipped interval refers to frames that were never queued: it needs a keyframe,
+            # asked for once the interval is over (one sent within it would be skipped too).
+            if self.track.kind == "video" and not self._need_keyframe:
+                self._need_keyframe, self._keyframe_asked = True, False
             return
         if self._need_keyframe:
             if not frame.keyframe:
+                if not self._keyframe_asked:
+                    self._keyframe_asked = True
+                    self.track.request_keyframe()
                 return
             self._need_keyframe = False
         if len(self._queue) >= self._max_queued or self._queued_bytes + len(frame.data) > self._max_queued_bytes:
