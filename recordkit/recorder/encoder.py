@@ -143,13 +143,14 @@ def _add_video_stream(container: OutputContainer, plan: VideoPlan) -> VideoStrea
             "tune": "zerolatency",
             # High profile: every browser's H.264 decoder has it, and it compresses better than Main/Baseline.
             "profile": "high",
-            "crf": "23",
+            # me=dia, crf 23.1: the cheapest within crf 23's bits and 0.3 dB of its Y-PSNR (bench/README.md).
+            "crf": "23.1",
             "maxrate": str(maxrate),
             "bufsize": str(2 * maxrate),
             # A keyframe every second and nowhere else: fragments of exactly one second. P macroblocks stay
             # 16x16 (superfast's partitions): on the bots' 2-person 720p composite that took x264 from 9.6 to
             # 7.5 ms per frame for 4 % more bits and 0.16 dB less Y-PSNR.
-            "x264-params": f"keyint={plan.fps}:min-keyint={plan.fps}:scenecut=0:partitions=i8x8,i4x4",
+            "x264-params": f"keyint={plan.fps}:min-keyint={plan.fps}:scenecut=0:partitions=i8x8,i4x4:me=dia",
             # The frame after a pause's black frames (sent to live outputs only) must start afresh: an IDR.
             "forced-idr": "1",
         }
