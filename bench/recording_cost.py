@@ -16,10 +16,11 @@ It prints:
 2. **Concurrent recordings in real time**: for 1, 2, 3 … recordings at once (each of its own meeting with two
    bots, on a fresh server per level), each recording's file is downloaded and decoded. A level holds when
    every recording ended UPLOADED, its file lasts the recorded span (``stopped_time - started_time``) within
-   3 %, no composite frame is missing (decoded frames vs 30 fps over the file's span, largest gap between
-   frames), no more than 1 % of tile-frames are stale (a participant's tile unchanged from one output frame
-   to the next: the bots change every frame, so a stale tile is a participant frame that came too late or was
-   dropped), and the server logged no warning or error. Escalation stops at the first level that fails.
+   3 %, no picture is shown longer than 250 ms, no more than 1 % of tile-frames are stale (a participant's
+   tile unchanged from one 30 fps output frame to the next: the bots change every frame, so a stale tile is a
+   participant frame that came too late or was dropped; a frame the recorder left out because nothing changed
+   counts as every tile stale), and the server logged no warning or error. Escalation stops at the first
+   level that fails.
 3. **Start latency** (median of several): POST → the file's time 0 (``started_time``, what the file misses of
    the meeting), POST → ``RECORDING`` seen by GET polling every 20 ms (set at the first encoded frame), and
    POST → the spool file growing past its header (the first 1 s fragment reaching the disk).
@@ -32,6 +33,9 @@ It prints:
    local nginx-rtmp (``rtmp_out_config``) and as an interactive recording (``interactive_config``: HLS
    segments instead of the MP4), measured in alternation, round after round, so the machine's drift falls on
    all three alike; each output's mean and its difference from the file alone.
+7. **Still pictures** (issue 15, item 3): the same figure for a meeting of two audio-only bots and for an
+   empty meeting (nobody joined: the recorder waits for the empty-meeting timeout), whose composite does not
+   change from frame to frame.
 
 The targets (issue 5) are printed next to the figures. It is a benchmark: it prints, and never asserts.
 Every CPU window also reports this process's CPU (the bots) and that of every other process on the machine
@@ -45,6 +49,7 @@ Run from the repository root::
     .venv/bin/python -m bench.recording_cost --quick    # smoke run, under 3 minutes
     .venv/bin/python -m bench.recording_cost --max-level 8
     .venv/bin/python -m bench.recording_cost --outputs   # only (6)
+    .venv/bin/python -m bench.recording_cost --stills    # only (7)
 """
 
 from __future__ import annotations
@@ -95,6 +100,7 @@ DISTURBED_CORES = 0.2  # other processes' load above which a failed level is run
 STALE_DIFF = 2.0  # mean |Δluma| below which a tile counts as unchanged (the bots' pattern moves by ~10)
 SKIP_HEAD_S = 2.0  # tiles show names until the bots' next keyframe (≤ 1 s): not judged
 SKIP_TAIL_S = 0.5  # the stop renders the last jitter delay without waiting for stragglers: not judged
+FROZEN_MS = 250  # a picture shown longer than this is a visible freeze
 
 TARGET_CORES = 0.5
 TARGET_CONCURRENT = 3
@@ -102,6 +108,7 @@ TARGET_START_S = 0.5
 TARGET_STOP_S = 2.0
 TARGET_RSS_MB = 200.0
 TARGET_OUTPUT_CORES = 0.03  # what an RTMP or interactive output may add to a recording (issue 13)
+TARGET_STILL_CORES = 0.03  # an audio-only or empty meeting's recording (issue 15)
 
 
 @dataclass(frozen=True)
@@ -236,8 +243,8 @@ class Bots:
         self.videos: list[EncodedLoopVideoTrack] = []
         self.audios: list[EncodedLoopAudioTrack] = []
 
-    async def meeting(self, participants: int) -> str:
-        """A new meeting with `participants` bots in it; its id."""
+    async def meeting(self, participants: int, *, with_video: bool = True) -> str:
+        """A new meeting with `participants` bots in it (publishing audio only unless `with_video`); its id."""
         meeting_id = await self.api.new_meeting()
         for index in range(participants):
             name = f"Bot {len(self.videos) + 1}"
@@ -247,7 +254,7 @@ class Bots:
             video = EncodedLoopVideoTrack(clock, BOT_WIDTH, BOT_HEIGHT, FPS, label=name)
             audio = EncodedLoopAudioTrack(clock, beep_frequency_hz=1000 + 100 * index)
             await self.stack.enter_async_context(
-                join(self.api.served.base_url, meeting_id, token, audio=audio, video=video)
+                join(self.api.served.base_url, meeting_id, token, audio=audio, video=video if with_video else None)
             )
             self.videos.append(video)
             self.audios.append(audio)
@@ -297,10 +304,8 @@ class FileCheck:
             found.append(f"status {self.status}")
         if self.duration_error > DURATION_TOLERANCE:
             found.append(f"file {self.file_s:.2f} s vs recorded {self.recorded_s:.2f} s")
-        if self.missing or self.max_gap_ms > 1.5 * 1000 / FPS:
-            found.append(
-                f"{self.missing} frames missing, largest gap {self.max_gap_ms:.0f} ms (at {self.max_gap_at_s:.1f} s)"
-            )
+        if self.max_gap_ms > FROZEN_MS:
+            found.append(f"frozen {self.max_gap_ms:.0f} ms (at {self.max_gap_at_s:.1f} s)")
         if self.stale_fraction > STALE_LIMIT:
             found.append(f"{100 * self.stale_fraction:.1f} % stale tiles")
         return found
@@ -334,9 +339,13 @@ def check_file(path: Path, participants: int, data: dict[str, Any]) -> FileCheck
             previous = crops
     gaps = np.diff(times) if len(times) > 1 else np.zeros(1)
     later = gaps[1:] if len(gaps) > 1 else np.zeros(1)
-    # A gap of k frame intervals is k - 1 missing frames. The first frame is judged apart: the MP4 muxer shifts
-    # every frame after it by the AAC encoder delay (1024 samples, 21.3 ms), so it lasts ~1.64 intervals.
+    # A gap of k frame intervals is k - 1 frames left out: the recorder writes a picture only when it changed, so
+    # each stands for a composite whose every tile repeated the one before. The first frame is judged apart: the
+    # MP4 muxer shifts every frame after it by the AAC encoder delay (1024 samples, 21.3 ms), so it lasts ~1.64
+    # intervals.
     missing = int(np.maximum(0, np.rint(later * FPS) - 1).sum()) + max(0, int(gaps[0] * FPS + 0.25) - 1)
+    stale += missing * len(tiles)
+    counted += missing * len(tiles)
     return FileCheck(
         recorded_s=recorded_span_s(data),
         file_s=file_s,
@@ -448,13 +457,14 @@ async def cost_row(
     total_s: float,
     folder: Path,
     options: dict[str, Any] | None = None,
+    video: bool = True,
 ) -> tuple[CostRow, StopResult, Callable[[], FileCheck]]:
     """One meeting of `participants` bots: idle baseline, then one recording (started with `options` added to
     its body) measured over `window_s`, kept running to `total_s` after RECORDING, then stopped (stop →
     UPLOADED timed)."""
     bots = Bots(api)
     try:
-        meeting_id = await bots.meeting(participants)
+        meeting_id = await bots.meeting(participants, with_video=video)
         await asyncio.sleep(d.settle_s)
         idle, idle_rss = await idle_window(server.pid, d.idle_s)
         reset_peak(server.pid)
@@ -615,31 +625,56 @@ class Results:
     log_problems: list[str] = field(default_factory=list)
     phase_s: dict[str, float] = field(default_factory=dict)
     outputs: list[tuple[str, CostRow]] = field(default_factory=list)
+    stills: list[tuple[str, CostRow]] = field(default_factory=list)
 
 
-async def output_rows(d: Durations, work: Path) -> list[tuple[str, CostRow]]:
-    """Part (6): one 2-participant recording per output and round, the outputs taking turns."""
+@dataclass(frozen=True)
+class Variant:
+    """A kind of recording measured in (6) and (7): how many bots, whether they send video, what is asked."""
+
+    participants: int = 2
+    video: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+async def variant_rows(d: Durations, work: Path, variants: dict[str, Variant]) -> list[tuple[str, CostRow]]:
+    """One recording per variant and round on one fresh server, the variants taking turns."""
     rows: list[tuple[str, CostRow]] = []
-    data_dir = work / "outputs"
-    data_dir.mkdir()
-    with rtmp_server() as rtmp, bench_server(data_dir) as server:
-        outputs: dict[str, dict[str, Any]] = {
-            "file only": {},
-            "+ RTMP out": {"rtmp_out_config": {"rtmp_url": rtmp.url("bench")}},
-            "interactive": {"interactive_config": {"type": "ID3"}},
-        }
+    data_dir = Path(tempfile.mkdtemp(dir=work))
+    with bench_server(data_dir) as server:
         api = RecordingApi(server)
         try:
-            await api.new_app("Outputs bench")
+            await api.new_app("Variants bench")
             for round_number in range(1, d.output_rounds + 1):
-                for name, options in outputs.items():
+                for name, v in variants.items():
                     total_s = d.settle_s + d.window4_s + 1
-                    row, _, _ = await cost_row(server, api, 2, d, d.window4_s, total_s, work, options)
+                    row, _, _ = await cost_row(
+                        server, api, v.participants, d, d.window4_s, total_s, work, v.options, video=v.video
+                    )
                     print(f"    round {round_number}, {name}: {row.per_recording:.3f} cores", flush=True)
                     rows.append((name, row))
         finally:
             await api.close()
     return rows
+
+
+async def output_rows(d: Durations, work: Path) -> list[tuple[str, CostRow]]:
+    """Part (6): 2-participant recordings with each extra output, against the file alone."""
+    with rtmp_server() as rtmp:
+        return await variant_rows(
+            d,
+            work,
+            {
+                "file only": Variant(),
+                "+ RTMP out": Variant(options={"rtmp_out_config": {"rtmp_url": rtmp.url("bench")}}),
+                "interactive": Variant(options={"interactive_config": {"type": "ID3"}}),
+            },
+        )
+
+
+async def still_rows(d: Durations, work: Path) -> list[tuple[str, CostRow]]:
+    """Part (7): meetings whose composite does not move."""
+    return await variant_rows(d, work, {"audio only": Variant(video=False), "empty meeting": Variant(participants=0)})
 
 
 async def timed(results: Results, name: str, work: Awaitable[Any]) -> Any:
@@ -678,6 +713,7 @@ async def run(d: Durations, work: Path) -> Results:
             await api.close()
         results.log_problems = problem_lines(server, 0)
     results.outputs = await timed(results, "extra outputs", output_rows(d, work))
+    results.stills = await timed(results, "still pictures", still_rows(d, work))
     for level in range(1, d.max_level + 1):
         for attempt in (1, 2):
             name = f"{level} concurrent recording(s)" + (" again" if attempt > 1 else "")
@@ -843,27 +879,46 @@ def print_results(r: Results, quick: bool) -> None:
     print("\nPhases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in r.phase_s.items()))
 
 
-def print_outputs(rows: list[tuple[str, CostRow]]) -> None:
-    print("\n6. Extra outputs: cores per 2-participant recording, outputs measured in turn (a fresh server)")
-    header = f"{'output':<14}{'rounds':>8}{'mean':>8}{'min':>8}{'max':>8}{'others':>8}{'added':>8}  target"
+def print_variants(title: str, rows: list[tuple[str, CostRow]], baseline: str | None, target: float, note: str) -> None:
+    print(f"\n{title}")
+    header = f"{'recording':<16}{'rounds':>8}{'mean':>8}{'min':>8}{'max':>8}{'others':>8}{'added':>8}  target"
     print(header)
     print("-" * len(header))
-    by_output: dict[str, list[CostRow]] = {}
+    by_variant: dict[str, list[CostRow]] = {}
     for name, row in rows:
-        by_output.setdefault(name, []).append(row)
-    base = statistics.fmean(row.per_recording for row in by_output.get("file only", []))
-    for name, measured in by_output.items():
+        by_variant.setdefault(name, []).append(row)
+    base = statistics.fmean(row.per_recording for row in by_variant[baseline]) if baseline in by_variant else 0.0
+    for name, measured in by_variant.items():
         costs = [row.per_recording for row in measured]
-        added = statistics.fmean(costs) - base
-        target = "-" if name == "file only" else f"≤ {TARGET_OUTPUT_CORES} {verdict(added <= TARGET_OUTPUT_CORES)}"
+        figure = statistics.fmean(costs) - base
+        judged = f"≤ {target} {verdict(figure <= target)}" if name != baseline else "-"
+        added = f"{figure:>+8.3f}" if baseline is not None else f"{'':>8}"
         others = max(row.rec.others for row in measured)
         print(
-            f"{name:<14}{len(costs):>8}{statistics.fmean(costs):>8.3f}{min(costs):>8.3f}{max(costs):>8.3f}"
-            f"{others:>8.3f}{added:>+8.3f}  {target}"
+            f"{name:<16}{len(costs):>8}{statistics.fmean(costs):>8.3f}{min(costs):>8.3f}{max(costs):>8.3f}"
+            f"{others:>8.3f}{added}  {judged}"
         )
-    print(
-        "   (interactive writes HLS segments instead of the MP4; RTMP streams to nginx-rtmp on 127.0.0.1 besides"
-        " the MP4; added = mean − the file-only mean; others = most other processes used during a window)"
+    print(f"   ({note}; others = most other processes used during a window)")
+
+
+def print_outputs(rows: list[tuple[str, CostRow]]) -> None:
+    print_variants(
+        "6. Extra outputs: cores per 2-participant recording, outputs measured in turn (a fresh server)",
+        rows,
+        "file only",
+        TARGET_OUTPUT_CORES,
+        "interactive writes HLS segments instead of the MP4; RTMP streams to nginx-rtmp on 127.0.0.1 besides the"
+        " MP4; added = mean − the file-only mean",
+    )
+
+
+def print_stills(rows: list[tuple[str, CostRow]]) -> None:
+    print_variants(
+        "7. Still pictures: cores per recording of a meeting whose composite does not move (a fresh server)",
+        rows,
+        None,
+        TARGET_STILL_CORES,
+        "two bots sending audio only; an empty meeting: nobody joined, the recorder waits for its timeout",
     )
 
 
@@ -872,6 +927,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: short recordings, under 3 minutes")
     parser.add_argument("--max-level", type=int, help="most concurrent recordings to try (default 6; 5 with --quick)")
     parser.add_argument("--outputs", action="store_true", help="only (6): the cost of the RTMP and interactive outputs")
+    parser.add_argument("--stills", action="store_true", help="only (7): audio-only and empty meetings")
     args = parser.parse_args(argv)
     d = QUICK if args.quick else FULL
     if args.max_level is not None:
@@ -879,18 +935,23 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="recordkit-recording-bench-") as work:
         try:
-            if args.outputs:
-                outputs = asyncio.run(output_rows(d, Path(work)))
+            if args.outputs or args.stills:
+                outputs = asyncio.run(output_rows(d, Path(work))) if args.outputs else []
+                stills = asyncio.run(still_rows(d, Path(work))) if args.stills else []
             else:
                 results = asyncio.run(run(d, Path(work)))
         except BenchError as error:
             print(f"FAILED: {error}", file=sys.stderr, flush=True)
             return 1
-    if args.outputs:
-        print_outputs(outputs)
+    if args.outputs or args.stills:
+        if outputs:
+            print_outputs(outputs)
+        if stills:
+            print_stills(stills)
     else:
         print_results(results, args.quick)
         print_outputs(results.outputs)
+        print_stills(results.stills)
     print(f"Total run time: {time.monotonic() - began:.0f} s")
     return 0
 

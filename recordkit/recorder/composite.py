@@ -45,6 +45,9 @@ from recordkit.recorder.watermark import Watermark, load_watermark
 
 log = logging.getLogger(__name__)
 
+# Ticks rendered at a time while the picture stands still (0.2 s at 30 fps): the output then runs up to that
+# much further behind real time, which a recording does not notice.
+STILL_TICKS = 6
 # How late the output may fall before it renders every other frame, and before it jumps to the present.
 CATCH_UP_S = 1.0
 MAX_CATCH_UP_S = 2.0
@@ -113,6 +116,7 @@ class Recorder:
         self._mixer = Mixer(self._channels())
         self._watermark: Watermark | None = None
         self._watermark_shown: Watermark | None = None  # the one on the last frame written
+        self._still = False  # the last tick wrote no picture (nothing changed), and nothing streams live
         self._audio_cursor_s = 0.0
         self._rendered_until_wall_s = 0.0
         self._failed_at_wall_s: float | None = None
@@ -218,11 +222,21 @@ class Recorder:
         start_s = self._timeline.start_wall_s
         tick = 0
         while not self._stop.is_set() and self._finished is None:
-            render_wall_s = start_s + tick * interval_s
+            # While the picture stands still, several ticks go to the worker thread at once: an audio-only or
+            # empty meeting costs mostly wake-ups and hand-offs otherwise.
+            batch = STILL_TICKS if self._still else 1
+            walls = [start_s + (tick + index) * interval_s for index in range(batch)]
+            if self.first_packet_wall_s is not None:
+                # Never past max_seconds: the tick that reaches it is the batch's last.
+                limit_s = self._timeline_start() + self.plan.max_seconds
+                reaching = next((index for index, wall in enumerate(walls) if wall >= limit_s), None)
+                walls = walls if reaching is None else walls[: reaching + 1]
+            render_wall_s = walls[-1]
+            tick += len(walls) - 1
             await _sleep_until(render_wall_s + self.settings.jitter_s)
             if self._finished is not None:
                 return
-            rendered_s = await self._in_worker(_timed, self._render, render_wall_s)
+            rendered_s = await self._in_worker(_timed, self._render_ticks, walls)
             behind_s = media_now_s() - self.settings.jitter_s - render_wall_s
             following = next_tick(tick, behind_s, interval_s)
             self.meter.frame(rendered_s, behind_s, following - tick - 1, self._frames_dropped())
@@ -360,6 +374,10 @@ class Recorder:
             self._render(wall_s, last=wall_s + interval_s > stop_wall_s)
             wall_s += interval_s
 
+    def _render_ticks(self, walls: list[float]) -> None:
+        for wall_s in walls:
+            self._render(wall_s)
+
     def _render(self, render_wall_s: float, *, last: bool = False) -> None:
         """Write everything up to `render_wall_s`: one composite frame and the audio that goes with it.
 
@@ -374,25 +392,14 @@ class Recorder:
         if self._compositor is not None:
             self._update_tiles(render_wall_s)  # paused too: what was queued goes, the newest stays on its tile
         media_s = self._timeline.media_time(render_wall_s)
+        streams_live = self._composite is not None and self._composite.live
         if media_s is None:
             if self._composite is not None:
                 self._composite.write_pause(render_wall_s)
+            self._still = not streams_live
             return
-        if (
-            self._composite is not None
-            and self._compositor is not None
-            and (
-                last
-                or self._compositor.changed
-                or self._watermark is not self._watermark_shown
-                or self._composite.needs_frame(media_s)
-            )
-        ):
-            frame = self._compositor.compose()
-            if self._watermark is not None:
-                self._watermark.apply(frame)
-            self._watermark_shown = self._watermark
-            self._composite.write_video(frame, media_s, render_wall_s)
+        wrote_picture = self._write_picture(media_s, render_wall_s, last)
+        self._still = not wrote_picture and not streams_live
         end_s = media_s + 1 / self._fps()
         samples = round((end_s - self._audio_cursor_s) * SAMPLE_RATE)
         if samples > 0:
@@ -402,6 +409,24 @@ class Recorder:
             if self._audio_file is not None:
                 self._audio_file.write_audio(block, self._audio_cursor_s)
             self._audio_cursor_s += samples / SAMPLE_RATE
+
+    def _write_picture(self, media_s: float, render_wall_s: float, last: bool) -> bool:
+        """Compose and encode a frame if the picture changed or the outputs need one; whether it did."""
+        if self._composite is None or self._compositor is None:
+            return False
+        if not (
+            last
+            or self._compositor.changed
+            or self._watermark is not self._watermark_shown
+            or self._composite.needs_frame(media_s)
+        ):
+            return False
+        frame = self._compositor.compose()
+        if self._watermark is not None:
+            self._watermark.apply(frame)
+        self._watermark_shown = self._watermark
+        self._composite.write_video(frame, media_s, render_wall_s)
+        return True
 
     def _update_tiles(self, render_wall_s: float) -> None:
         assert self._compositor is not None
