@@ -107,6 +107,7 @@ async def test_stream_in_sync_black_while_paused_back_after_a_server_restart_and
         beeps = detect_beeps(np.concatenate(live.audio).astype(np.float64), 48_000, start_s=live.audio_start_s)
         beeps = [t for t in beeps if t > settled_s]
         report = pair_marks(flashes, beeps)
+        print(f"pulled stream: flash → beep offsets {report.offsets_ms} ms")
         assert report.pairs >= 3, report
         assert abs(report.worst_ms or 0) <= 80, report
 
@@ -125,6 +126,7 @@ async def test_stream_in_sync_black_while_paused_back_after_a_server_restart_and
         restarted_at = time.monotonic()
         await asyncio.to_thread(rtmp.restart)
         back_after_s = await back_at_the_server(rtmp, published, restarted_at)
+        print(f"stream back at the server {back_after_s:.2f} s after nginx's restart began")
         assert back_after_s <= 6.0, back_after_s
         back = await asyncio.to_thread(pull, url, 1.0, tmp_path / "back.flv")
         assert min(lumas(back)) > 40, "the meeting again, not the pause's black"
