@@ -36,6 +36,12 @@ It prints:
 7. **Still pictures** (issue 15, item 3): the same figure for a meeting of two audio-only bots and for an
    empty meeting (nobody joined: the recorder waits for the empty-meeting timeout), whose composite does not
    change from frame to frame.
+8. **Where the CPU goes** (issue 15, ``--breakdown`` only): the cost of (1) for a 2-participant recording, then
+   a second one sampled with py-spy over its measured window (``bench.breakdown``: each on-CPU sample goes to a
+   stage by the functions on its stack; a stage's cores are its share of the samples times the server's cores
+   then), then the browser way (``../shared/peer/run_peer.sh``, 720p veryfast, one run) and the ratio recordkit
+   (the first recording: py-spy pauses the server to sample it) ÷ browser. py-spy is not a dependency: it is
+   taken from ``$PY_SPY``, PATH or ``.venv``.
 
 The targets (issue 5) are printed next to the figures. It is a benchmark: it prints, and never asserts.
 Every CPU window also reports this process's CPU (the bots) and that of every other process on the machine
@@ -50,6 +56,7 @@ Run from the repository root::
     .venv/bin/python -m bench.recording_cost --max-level 8
     .venv/bin/python -m bench.recording_cost --outputs   # only (6)
     .venv/bin/python -m bench.recording_cost --stills    # only (7)
+    .venv/bin/python -m bench.recording_cost --breakdown --quick  # only (8), about 3 minutes with the peer
 """
 
 from __future__ import annotations
@@ -76,6 +83,17 @@ if str(ROOT) not in sys.path:  # `python bench/recording_cost.py` needs the root
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench.breakdown import (  # noqa: E402
+    GET_PY_SPY,
+    PEER_CONFIG,
+    SPY_RATE_HZ,
+    STAGE_NAMES,
+    PeerRun,
+    find_py_spy,
+    py_spy_record,
+    run_peer,
+    stage_samples,
+)
 from bench.support import (  # noqa: E402
     Api,
     BenchError,
@@ -109,6 +127,8 @@ TARGET_STOP_S = 2.0
 TARGET_RSS_MB = 200.0
 TARGET_OUTPUT_CORES = 0.03  # what an RTMP or interactive output may add to a recording (issue 13)
 TARGET_STILL_CORES = 0.03  # an audio-only or empty meeting's recording (issue 15)
+TARGET_RATIO = 0.6  # a 2-person recording's cores ÷ the browser way's (issue 15); stretch 0.5
+STRETCH_RATIO = 0.5
 
 
 @dataclass(frozen=True)
@@ -458,10 +478,11 @@ async def cost_row(
     folder: Path,
     options: dict[str, Any] | None = None,
     video: bool = True,
+    during: Callable[[float], Awaitable[None]] | None = None,
 ) -> tuple[CostRow, StopResult, Callable[[], FileCheck]]:
     """One meeting of `participants` bots: idle baseline, then one recording (started with `options` added to
-    its body) measured over `window_s`, kept running to `total_s` after RECORDING, then stopped (stop →
-    UPLOADED timed)."""
+    its body) measured over `window_s` (while `during(window_s)` runs, if given), kept running to `total_s`
+    after RECORDING, then stopped (stop → UPLOADED timed)."""
     bots = Bots(api)
     try:
         meeting_id = await bots.meeting(participants, with_video=video)
@@ -476,7 +497,7 @@ async def cost_row(
             raise BenchError(f"recording {data['id']} went {data['status']}:\n{server.log_tail()}")
         await asyncio.sleep(d.settle_s)
         meter = CpuMeter(server.pid)
-        await asyncio.sleep(window_s)
+        await asyncio.gather(asyncio.sleep(window_s), *([] if during is None else [during(window_s)]))
         rec = meter.read()
         await asyncio.sleep(max(0.0, total_s - (time.time() - recording_at)))
         peak = await sampler.stop()
@@ -675,6 +696,43 @@ async def output_rows(d: Durations, work: Path) -> list[tuple[str, CostRow]]:
 async def still_rows(d: Durations, work: Path) -> list[tuple[str, CostRow]]:
     """Part (7): meetings whose composite does not move."""
     return await variant_rows(d, work, {"audio only": Variant(video=False), "empty meeting": Variant(participants=0)})
+
+
+@dataclass
+class Breakdown:
+    """Part (8): a 2-participant recording's cost, another's py-spy samples per stage, the browser way's run."""
+
+    plain: CostRow  # measured alone: the ratio's figure
+    row: CostRow  # measured under py-spy: the breakdown's
+    samples: dict[str, int]
+    peer: PeerRun | None
+    peer_error: str | None
+
+
+async def breakdown(d: Durations, work: Path, py_spy: str) -> Breakdown:
+    """Part (8): a 2-participant recording, then another sampled with py-spy over its measured window, on a fresh
+    server; then, with the server gone, the peer."""
+    data_dir = Path(tempfile.mkdtemp(dir=work))
+    raw = work / "breakdown.raw"
+    with bench_server(data_dir) as server:
+        api = RecordingApi(server)
+        try:
+            await api.new_app("Breakdown bench")
+
+            async def sample(seconds: float) -> None:
+                await py_spy_record(py_spy, server.pid, seconds, raw)
+
+            total_s = d.settle_s + d.window_s + 1
+            plain, _, _ = await cost_row(server, api, 2, d, d.window_s, total_s, work)
+            row, _, _ = await cost_row(server, api, 2, d, d.window_s, total_s, work, during=sample)
+        finally:
+            await api.close()
+    samples = stage_samples(raw.read_text())
+    print(f"    recordkit: {plain.per_recording:.3f} cores per recording; the browser way …", flush=True)
+    try:
+        return Breakdown(plain, row, dict(samples), await run_peer(work / "peer-results"), None)
+    except (RuntimeError, OSError, KeyError, ValueError) as error:  # the breakdown still stands without it
+        return Breakdown(plain, row, dict(samples), None, str(error))
 
 
 async def timed(results: Results, name: str, work: Awaitable[Any]) -> Any:
@@ -922,17 +980,77 @@ def print_stills(rows: list[tuple[str, CostRow]]) -> None:
     )
 
 
+def print_breakdown(b: Breakdown) -> None:
+    row = b.row
+    rec, idle = row.rec.server, row.idle.server
+    total = sum(b.samples.values())
+    print(
+        f"\n8. Where a 2-participant recording's CPU goes (py-spy at {SPY_RATE_HZ} Hz over {row.window_s:.0f} s:"
+        f" {total} on-CPU samples; server {rec:.3f} cores recording under py-spy, {idle:.3f} idle with the same"
+        " bots)"
+    )
+    header = f"{'stage':<40}{'samples':>9}{'share':>8}{'cores':>8}"
+    print(header)
+    print("-" * len(header))
+    for name in STAGE_NAMES:
+        count = b.samples.get(name, 0)
+        share = count / max(1, total)
+        print(f"{name:<40}{count:>9}{100 * share:>7.1f}%{share * rec:>8.3f}")
+    print(f"{'total':<40}{total:>9}{100.0:>7.1f}%{rec:>8.3f}")
+    seen = total / SPY_RATE_HZ / row.window_s
+    print(
+        f"   (cores = share × the server's cores while recording, receiving the bots included; py-spy saw"
+        f" {seen:.3f} cores on CPU: the difference is threads without Python and missed samples."
+        " rest: the asyncio loop, thread hand-offs, the API and its database, and code of no stage)"
+    )
+    per = b.plain.per_recording
+    if b.peer is None:
+        print(f"   browser way: not measured ({b.peer_error})")
+        return
+    peer = b.peer
+    busy = ", the machine was busy: repeat" if peer.contaminated else ""
+    print(
+        f"   browser way ({PEER_CONFIG}, one run, whole tree): {peer.cores:.3f} cores"
+        f" (others {peer.other_cores:.2f}{busy})"
+    )
+    ratio = per / peer.cores
+    print(
+        f"   recordkit ÷ browser: {ratio:.2f} (recording − idle, without py-spy: {per:.3f} cores)"
+        f"   target ≤ {TARGET_RATIO} {verdict(ratio <= TARGET_RATIO)},"
+        f" stretch ≤ {STRETCH_RATIO} {verdict(ratio <= STRETCH_RATIO)}"
+    )
+    whole = b.plain.rec.server
+    print(
+        f"   with receiving counted: {whole / peer.cores:.2f} ({whole:.3f} cores; the peer plays local clips, it"
+        " receives and decodes no WebRTC)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="smoke run: short recordings, under 3 minutes")
     parser.add_argument("--max-level", type=int, help="most concurrent recordings to try (default 6; 5 with --quick)")
     parser.add_argument("--outputs", action="store_true", help="only (6): the cost of the RTMP and interactive outputs")
     parser.add_argument("--stills", action="store_true", help="only (7): audio-only and empty meetings")
+    parser.add_argument("--breakdown", action="store_true", help="only (8): where the CPU goes, and the browser way")
     args = parser.parse_args(argv)
     d = QUICK if args.quick else FULL
     if args.max_level is not None:
         d = Durations(**{**d.__dict__, "max_level": max(1, args.max_level)})
     began = time.monotonic()
+    if args.breakdown:
+        py_spy = find_py_spy()
+        if py_spy is None:
+            print(f"FAILED: --breakdown needs py-spy: {GET_PY_SPY}", file=sys.stderr)
+            return 1
+        with tempfile.TemporaryDirectory(prefix="recordkit-breakdown-") as work:
+            try:
+                print_breakdown(asyncio.run(breakdown(d, Path(work), py_spy)))
+            except BenchError as error:
+                print(f"FAILED: {error}", file=sys.stderr, flush=True)
+                return 1
+        print(f"Total run time: {time.monotonic() - began:.0f} s")
+        return 0
     with tempfile.TemporaryDirectory(prefix="recordkit-recording-bench-") as work:
         try:
             if args.outputs or args.stills:
