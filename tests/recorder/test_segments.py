@@ -228,17 +228,27 @@ def test_segment_cut_short_by_a_kill_is_joined_up_to_the_cut(tmp_path: Path) -> 
     assert played.beeps_s == pytest.approx([1.0, 5.0], abs=0.04)
 
 
-def test_audio_only_segments_are_joined_with_silence(tmp_path: Path) -> None:
-    plan = AudioFile("audio", Container.M4A, AudioPlan(AudioCodec.AAC, 2, 48_000))
-    first = record_audio(tmp_path / "a.m4a", plan, 2.0, marks_s=(1.0,))
-    second = record_audio(tmp_path / "b.m4a", plan, 2.0, marks_s=(0.5,))
-    out = tmp_path / "joined.m4a"
+@pytest.mark.parametrize(
+    ("container", "codec", "codec_name"),
+    [
+        (Container.M4A, AudioCodec.AAC, "aac"),
+        (Container.MP3, AudioCodec.MP3, "mp3"),
+        (Container.OGG, AudioCodec.OPUS, "opus"),
+    ],
+)
+def test_audio_only_segments_are_joined_with_silence(
+    container: Container, codec: AudioCodec, codec_name: str, tmp_path: Path
+) -> None:
+    plan = AudioFile("audio", container, AudioPlan(codec, 2, 48_000))
+    first = record_audio(tmp_path / f"a.{container.value}", plan, 2.0, marks_s=(1.0,))
+    second = record_audio(tmp_path / f"b.{container.value}", plan, 2.0, marks_s=(0.5,))
+    out = tmp_path / f"joined.{container.value}"
 
     joined = join_segments([Segment(first, 0.0), Segment(second, 3.0)], out, plan)
 
     (stream,) = ffprobe(out)["streams"]  # type: ignore[misc]
-    assert stream["codec_name"] == "aac"
-    assert joined.gaps_s == [pytest.approx(1.0, abs=0.03)]
+    assert stream["codec_name"] == codec_name
+    assert joined.gaps_s == [pytest.approx(3.0 - duration_s(first), abs=0.03)]  # from where its sound ends
     assert duration_s(out) == pytest.approx(3.0 + duration_s(second), abs=0.03)
     decodes_cleanly(out)
     played = play(out)
