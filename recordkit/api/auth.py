@@ -1,4 +1,5 @@
-"""Who is calling (recordings.md §2): the operator's API token or a participant token."""
+"""Who is calling (recordings.md §2): the operator's API token, a participant token, or (on the join
+interface only) a recorder token."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from recordkit.db.models import App, Meeting, Participant, Preset
 from recordkit.errors import UnknownId
 from recordkit.meetings.callers import Caller
 from recordkit.meetings.service import get_meeting
-from recordkit.meetings.tokens import ParticipantTokens
+from recordkit.meetings.tokens import ParticipantTokens, RecorderClaims
 
 
 def bearer_token(request: Request) -> str | None:
@@ -99,14 +100,27 @@ def participant_token(request: Request) -> str | None:
 
 async def authorize_participant(request: Request, meeting_id: str) -> tuple[Participant, Meeting]:
     """The join interface's checks (meetings.md §8, in the order of recordings.md §2.3): 401 for a bad,
-    expired or revoked token, 403 for an API token, 404 for a meeting unknown in the token's app.
-    Whether the meeting is the participant's own is left to the caller (its place in the order varies)."""
+    expired or revoked token, 403 for an API token or a recorder token, 404 for a meeting unknown in the
+    token's app. Whether the meeting is the participant's own is left to the caller (its place in the
+    order varies)."""
+    caller, meeting = await authorize_joiner(request, meeting_id)
+    if isinstance(caller, RecorderClaims):
+        raise errors.participant_forbidden()
+    return caller, meeting
+
+
+async def authorize_joiner(request: Request, meeting_id: str) -> tuple[Participant | RecorderClaims, Meeting]:
+    """`authorize_participant` for the routes a recorder uses too: a recorder token is a caller here.
+    It names no participant row, so nothing revokes it but its expiry."""
     services = request.app.state.services
     token = participant_token(request)
     if token is None:
         raise errors.unauthorized()
     if is_api_token(token, services.settings.credentials.api_token):
         raise errors.participant_forbidden()
+    recorder = services.tokens.read_recorder(token)
+    if recorder is not None:
+        return recorder, await get_meeting(services.db, recorder.app_id, meeting_id)
     claims = services.tokens.read(token)
     if claims is None:
         raise errors.unauthorized()

@@ -5,6 +5,9 @@ transceiver per audio/video section, in the offer's order, so aiortc pairs them 
 Sections the server receives get a `ReceivedTrack` tap (never decoded); sections the client receives
 get a `SlotTrack` on the sender from the start (filled later by the room). The room decides what
 happens when the connection comes up or goes away; the peer only reports it.
+
+A hidden peer is a recorder's connection (joined with a recorder token): it only receives, and the room
+never lists it, counts it as present or forwards it to anyone.
 """
 
 from __future__ import annotations
@@ -62,7 +65,9 @@ class Peer:
     publications: list[Publication] = field(default_factory=list)
     slots: list[Slot] = field(default_factory=list)
     liveness: Liveness | None = None
-    joined: bool = False  # connected, and recorded in the session
+    hidden: bool = False  # a recorder's peer: never listed, counted or forwarded
+    joined: bool = False  # connected (and, unless hidden, recorded in the session)
+    joined_at_s: float | None = None  # Unix seconds, when it joined
     closing: bool = False
     # Serialises the session writes of joining and leaving, which may race.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)

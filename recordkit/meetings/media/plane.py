@@ -3,6 +3,11 @@
 A peer joins when its connection reaches "connected" and leaves on `/leave`, when the connection fails
 or closes, or when nothing arrives from it for `silence_timeout_s` (meetings.md §8). A peer that never
 connects is dropped after `join_timeout_s` without ever joining.
+
+A recorder on another process joins as a hidden peer (`join_recorder`): it counts against `max_peers`
+(it costs the same forwarding) but not against a participant's connection limit, and the silence
+timeout holds it like anyone — `Liveness` hears its RTCP reports and ICE consent checks, so receiving
+alone keeps it in.
 """
 
 from __future__ import annotations
@@ -98,18 +103,6 @@ class MediaPlane:
         held = own + self._joining[participant.id]
         if held >= self.settings.max_peers_per_participant:
             raise TooManyConnections(participant.id, self.settings.max_peers_per_participant)
-        joining = self._joining.total()
-        if self.peer_count + joining >= self.settings.max_peers:
-            raise AtCapacity(f"{self.peer_count} peers connected, {joining} joining")
-        self._joining[participant.id] += 1
-        try:
-            return await self._answer(meeting_id, participant, offer)
-        finally:
-            self._joining[participant.id] -= 1
-            if not self._joining[participant.id]:
-                del self._joining[participant.id]
-
-    async def _answer(self, meeting_id: str, participant: Participant, offer: Offer) -> tuple[str, str]:
         info = ParticipantInfo(
             participant_id=participant.id,
             peer_id=str(uuid.uuid4()),
@@ -117,7 +110,34 @@ class MediaPlane:
             custom_participant_id=participant.custom_participant_id,
             preset_name=participant.preset_name,
         )
-        peer = Peer(info, meeting_id)
+        return await self._admit(meeting_id, info, offer, hidden=False)
+
+    async def join_recorder(self, meeting_id: str, recording_id: str, offer: Offer) -> tuple[str, str]:
+        """Answer a recorder's checked, receive-only offer with a hidden peer (see the module docstring);
+        its `participant_id` is the recording's id. Raises AtCapacity or OfferRejected like `join`."""
+        info = ParticipantInfo(
+            participant_id=recording_id,
+            peer_id=str(uuid.uuid4()),
+            name=None,
+            custom_participant_id="",
+            preset_name="",
+        )
+        return await self._admit(meeting_id, info, offer, hidden=True)
+
+    async def _admit(self, meeting_id: str, info: ParticipantInfo, offer: Offer, *, hidden: bool) -> tuple[str, str]:
+        joining = self._joining.total()
+        if self.peer_count + joining >= self.settings.max_peers:
+            raise AtCapacity(f"{self.peer_count} peers connected, {joining} joining")
+        self._joining[info.participant_id] += 1
+        try:
+            return await self._answer(meeting_id, info, offer, hidden)
+        finally:
+            self._joining[info.participant_id] -= 1
+            if not self._joining[info.participant_id]:
+                del self._joining[info.participant_id]
+
+    async def _answer(self, meeting_id: str, info: ParticipantInfo, offer: Offer, hidden: bool) -> tuple[str, str]:
+        peer = Peer(info, meeting_id, hidden=hidden)
         try:
             answer = await peer.answer(offer, self.ice)
         except NoMediaPort as exc:
@@ -132,11 +152,12 @@ class MediaPlane:
         self._spawn(self._watch(room, peer))
         return info.peer_id, answer
 
-    def peer(self, meeting_id: str, participant_id: str, peer_id: str) -> Peer:
-        """A live peer of this participant in this meeting, or 404 `No peer found with id …`."""
+    def peer(self, meeting_id: str, participant_id: str, peer_id: str, *, hidden: bool = False) -> Peer:
+        """A live peer of this participant (with `hidden`: of this recording) in this meeting, or 404
+        `No peer found with id …`."""
         room = self.rooms.get(meeting_id)
         peer = room.peers.get(peer_id) if room is not None else None
-        if peer is None or peer.participant.participant_id != participant_id:
+        if peer is None or peer.participant.participant_id != participant_id or peer.hidden != hidden:
             raise UnknownId("peer", peer_id)
         return peer
 
@@ -174,11 +195,13 @@ class MediaPlane:
         await asyncio.gather(*(self._remove(room, peer, record_leave=False) for peer in peers))
 
     async def disconnect_meeting(self, meeting_id: str) -> None:
-        """Close every peer of a meeting whose session the caller already ended (kick-all)."""
+        """Close every participant's peer of a meeting whose session the caller already ended (kick-all).
+        Recorders stay, as a `RoomSource` would: whether a recording goes on is the recording's rule."""
         room = self.rooms.get(meeting_id)
         if room is None:
             return
-        await asyncio.gather(*(self._remove(room, peer, record_leave=False) for peer in list(room.peers.values())))
+        kicked = [peer for peer in room.peers.values() if not peer.hidden]
+        await asyncio.gather(*(self._remove(room, peer, record_leave=False) for peer in kicked))
 
     def open_source(self, meeting_id: str) -> RoomSource:
         """A `MediaSource` over the meeting's room (the recorder's in-process view); close it when done."""
@@ -215,7 +238,9 @@ class MediaPlane:
         if peer.closing:
             return
         await room.remove(peer, record_leave=record_leave)
-        self._left[peer.id] = _Left(room.meeting_id, peer.participant.participant_id, None if peer.joined else utcnow())
+        # A hidden peer has no session row to read its `left_at` from later: remember it here.
+        in_session = peer.joined and not peer.hidden
+        self._left[peer.id] = _Left(room.meeting_id, peer.participant.participant_id, None if in_session else utcnow())
         while len(self._left) > REMEMBERED_LEAVES:
             self._left.popitem(last=False)
         self._forget_if_idle(room)

@@ -9,6 +9,10 @@ wakes that peer's watchers (`Peer.next_slot_change`: the join page's slot stream
 
 The room also tells its listeners (`RoomSource`s) what happens, and keeps the session rows in step:
 `peer_joined` when a peer connects, `peer_left` when it goes (unless the caller already recorded it).
+
+A hidden peer (a recorder joined over WebRTC) gets slots like anyone but is none of the above: it
+publishes nothing, is not listed or announced, and writes no session rows, so it never starts a session
+or keeps one alive.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class Room:
         self._db = db
         self._session_events = session_events
         self._tasks: set[asyncio.Task[None]] = set()
+        self._watchers: set[asyncio.Future[None]] = set()
 
     @property
     def is_idle(self) -> bool:
@@ -56,8 +61,21 @@ class Room:
         return not self.peers and not self.listeners
 
     def joined_participants(self) -> list[ParticipantInfo]:
-        """The peers that finished connecting, in join order."""
-        return [peer.participant for peer in self.peers.values() if peer.joined]
+        """The peers that finished connecting, in join order (hidden ones left out)."""
+        return [peer.participant for peer in self.members()]
+
+    def members(self) -> list[Peer]:
+        """The peers that finished connecting and are not hidden, in join order."""
+        return [peer for peer in self.peers.values() if peer.joined and not peer.hidden]
+
+    async def next_change(self) -> None:
+        """Return when someone next joins or leaves, or a track is published or ends."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._watchers.add(waiter)
+        try:
+            await waiter
+        finally:
+            self._watchers.discard(waiter)
 
     def add(self, peer: Peer) -> None:
         """Take in a peer whose answer was made; it joins once connected."""
@@ -67,6 +85,10 @@ class Room:
         """ICE and DTLS completed: record the join, publish the peer's tracks and fill its slots."""
         async with peer.lock:
             if peer.closing or peer.joined:
+                return
+            if peer.hidden:
+                peer.joined, peer.joined_at_s = True, time.time()
+                self._fill(peer)
                 return
             try:
                 await sessions.peer_joined(
@@ -81,8 +103,8 @@ class Room:
                 log.info("peer %s connected for a removed participant; closing it", peer.id)
                 self._spawn(self.remove(peer, record_leave=False))
                 return
-            peer.joined = True
-            self._emit(ParticipantJoined(peer.participant, time.time()))
+            peer.joined, peer.joined_at_s = True, time.time()
+            self._emit(ParticipantJoined(peer.participant, peer.joined_at_s))
             if peer.closing:
                 return  # `remove` is waiting for the lock and will record the leave
             for publication in peer.publications:
@@ -103,6 +125,8 @@ class Room:
         for publication in list(peer.publications):
             self._unpublish(publication)
         await peer.close()
+        if peer.hidden:
+            return
         async with peer.lock:
             if peer.joined and record_leave:
                 try:
@@ -157,3 +181,7 @@ class Room:
     def _emit(self, event: RoomEvent) -> None:
         for listener in list(self.listeners):
             listener(event)
+        for waiter in self._watchers:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._watchers.clear()

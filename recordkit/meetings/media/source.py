@@ -6,14 +6,18 @@ A source reports the room as events — `ParticipantJoined`, `TrackAdded`, `Trac
 decoded ones (`TimedFrame`, `av.VideoFrame` or `av.AudioFrame`), decoding only while that reader is
 open. Both readers start video at a keyframe (asking the publisher for one) and end when the track ends.
 
-Time: each frame has `pts` in `time_base` (the track's codec clock, counted from the track's first
-frame) and `wall_time_s`, the Unix time at which its sender sent it on this machine's clock, derived
-from the sender's RTCP reports (`timing.py`). Place frames on a timeline by `wall_time_s` to line up
-audio with video and participants with each other; use `pts` differences for spacing within a track.
+Time: each frame has `pts` in `time_base` (the track's codec clock) and `wall_time_s`, the Unix time
+at which its sender sent it on this machine's clock, derived from the sender's RTCP reports
+(`timing.py`). Place frames on a timeline by `wall_time_s` to line up audio with video and participants
+with each other; use `pts` differences for spacing within a track.
 
 `RoomSource` is the in-process source over a `Room`; it is not a peer, so the recorder never counts
-as a participant. (A `WebRTCSource` joining through signalling can offer the same API over
-`recordkit.bot.client`, whose received tracks are the same `ReceivedTrack`s.)
+as a participant. There the sender is the participant: `wall_time_s` is when they sent the frame, and
+pts count from the track's first frame. `WebRTCSource` (`webrtc_source.py`) joins a media node as a
+hidden peer over `recordkit.bot.client`, whose received tracks are the same `ReceivedTrack`s; there the
+sender is the media node, so `wall_time_s` is when the node forwarded the frame (its arrival there plus
+microseconds), and pts go on from the receive section's earlier tracks. The node forwards every track
+alike, as it arrives, so a participant's audio and video stay in sync by `wall_time_s` either way.
 """
 
 from __future__ import annotations
@@ -42,27 +46,28 @@ class UnknownTrack(KeyError):
 
 
 class EventStream:
-    """A room's events for one reader: the present state first, then each change as it happens."""
+    """Room events for one reader: the present state first, then each change as it is pushed."""
 
-    def __init__(self, room: Room) -> None:
-        self._room = room
-        self._queue: deque[RoomEvent] = deque()
+    def __init__(self, present: list[RoomEvent], on_close: Callable[[EventStream], None] | None = None) -> None:
+        self._queue: deque[RoomEvent] = deque(present)
+        self._on_close = on_close
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
-        for participant in room.joined_participants():
-            self._queue.append(ParticipantJoined(participant, 0.0))
-        self._queue.extend(TrackAdded(publication.info) for publication in room.publications)
-        room.listeners.append(self._push)
 
-    def _push(self, event: RoomEvent) -> None:
+    def push(self, event: RoomEvent) -> None:
+        """One more event (nothing is taken once closed)."""
+        if self._closed:
+            return
         self._queue.append(event)
         self._wake()
 
     def close(self) -> None:
-        """Stop listening; the iterator ends."""
+        """Stop listening; the iterator ends once what was pushed before is read."""
+        if self._closed:
+            return
         self._closed = True
-        if self._push in self._room.listeners:
-            self._room.listeners.remove(self._push)
+        if self._on_close is not None:
+            self._on_close(self)
         self._wake()
 
     def _wake(self) -> None:
@@ -139,9 +144,16 @@ class RoomSource:
         pass
 
     def events(self) -> EventStream:
-        stream = EventStream(self.room)
+        present: list[RoomEvent] = [ParticipantJoined(info, 0.0) for info in self.room.joined_participants()]
+        present += [TrackAdded(publication.info) for publication in self.room.publications]
+        stream = EventStream(present, on_close=self._stop_listening)
+        self.room.listeners.append(stream.push)
         self._open.append(stream)
         return stream
+
+    def _stop_listening(self, stream: EventStream) -> None:
+        if stream.push in self.room.listeners:
+            self.room.listeners.remove(stream.push)
 
     def participants(self) -> list[ParticipantInfo]:
         return self.room.joined_participants()
