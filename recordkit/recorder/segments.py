@@ -308,27 +308,23 @@ def _probe(path: Path) -> _Piece:
     with av.open(str(path)) as source:
         parameters = tuple(_parameters(stream) for stream in source.streams if stream.type in ("video", "audio"))
         wanted = {stream.type for stream in source.streams if stream.type in ("video", "audio")}
-        video_pts: list[av.Packet] = []
+        video_s: list[float] = []  # the first video packet's start, and the second's start less its duration
         for packet in source.demux():
             kind = packet.stream.type
             if packet.pts is None or packet.time_base is None or kind not in wanted:
                 continue
-            if kind == "video":
-                video_pts.append(packet)
-                if len(video_pts) == 2:
-                    # The spool's first video sample is stretched back to 0 (module docstring): one frame before
-                    # the second is where it belongs.
-                    second = video_pts[1]
-                    interval = (second.duration or 0) * second.time_base
-                    first["video"] = float(
-                        max(video_pts[0].pts * video_pts[0].time_base, second.pts * second.time_base - interval)
-                    )
-            elif kind not in first:
+            if kind == "video" and len(video_s) < 2:
+                # The spool's first video sample is stretched back to 0 (module docstring): one frame before the
+                # second is where it belongs (a second without a duration tells nothing).
+                if not video_s or not packet.duration:
+                    video_s.append(float(packet.pts * packet.time_base) if not video_s else video_s[0])
+                else:
+                    video_s.append(float((packet.pts - packet.duration) * packet.time_base))
+                first["video"] = max(video_s)
+            elif kind == "audio" and kind not in first:
                 first[kind] = float(packet.pts * packet.time_base)
-            if len(first) == len(wanted):
+            if len(first) == len(wanted) and len(video_s) == (2 if "video" in wanted else 0):
                 break
-        if "video" in wanted and "video" not in first and video_pts:
-            first["video"] = float(video_pts[0].pts * video_pts[0].time_base)
     return _Piece(first.get("video"), first.get("audio"), parameters)
 
 
