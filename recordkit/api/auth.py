@@ -30,9 +30,9 @@ def is_api_token(token: str, expected: str) -> bool:
 
 
 def token_verifies(token: str, api_token: str, tokens: ParticipantTokens) -> bool:
-    """Whether `token` is the API token or an unexpired participant token we signed. Without the database:
-    a deleted participant's token still verifies here, and `authorize` refuses it."""
-    return is_api_token(token, api_token) or tokens.read(token) is not None
+    """Whether `token` is the API token or an unexpired participant or recorder token we signed. Without
+    the database: a deleted participant's token still verifies here, and `authorize` refuses it."""
+    return is_api_token(token, api_token) or tokens.read(token) is not None or tokens.read_recorder(token) is not None
 
 
 async def authorize(

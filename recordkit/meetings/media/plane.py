@@ -6,8 +6,9 @@ connects is dropped after `join_timeout_s` without ever joining.
 
 A recorder on another process joins as a hidden peer (`join_recorder`): it counts against `max_peers`
 (it costs the same forwarding) but not against a participant's connection limit, and the silence
-timeout holds it like anyone — `Liveness` hears its RTCP reports and ICE consent checks, so receiving
-alone keeps it in.
+timeout holds it like anyone — `Liveness` hears its RTCP receiver reports and, alone in an empty
+meeting, its ICE consent checks (every 4–6 s, well inside the 15 s default), so receiving alone keeps
+it in (docs/recorder-join.md).
 """
 
 from __future__ import annotations
