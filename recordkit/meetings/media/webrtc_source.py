@@ -92,11 +92,14 @@ class WebRTCSource:
         recorder_token: str,
         *,
         receive: int = DEFAULT_RECEIVE,
-        max_frame_size: FrameSize = DEFAULT_MAX_FRAME_SIZE,
+        max_frame_size: FrameSize | None = None,
         connect_timeout_s: float = 10.0,
     ) -> WebRTCSource:
         """Join the meeting on the media node at `media_url` and return once the room's present state is
-        known. Raises `SignallingError` when the node refuses (401/403/404/409/503), `ConnectionError` or
+        known. `receive` sections of each kind bound how many participants' tracks are delivered;
+        `max_frame_size` is the largest picture `frames()` decodes (None: `DEFAULT_MAX_FRAME_SIZE`).
+
+        Raises `SignallingError` when the node refuses (401/403/404/409/503), `ConnectionError` or
         `TimeoutError` when the connection does not come up, `RoomStreamError` when the room stream fails."""
         peer = await connect(
             media_url,
@@ -106,7 +109,7 @@ class WebRTCSource:
             receive_video=receive,
             connect_timeout_s=connect_timeout_s,
         )
-        source = cls(peer, max_frame_size)
+        source = cls(peer, max_frame_size or DEFAULT_MAX_FRAME_SIZE)
         try:
             await source._start(connect_timeout_s)
         except BaseException:
