@@ -21,7 +21,8 @@ from recordkit.meetings.media.webrtc_source import WebRTCSource
 from tests.helpers import ACCOUNT_ID
 from tests.support.media import PacketLoopTrack, Setup, ThreadServer, encode_opus, encode_vp8, honour_keyframe_requests
 
-CLIP = {"audio": encode_opus(50), "video": encode_vp8(30)}
+# One keyframe in 3 s: a reader that starts at a keyframe, or a keyframe asked for, comes from a request.
+CLIP = {"audio": encode_opus(50), "video": encode_vp8(90, gop=90)}
 
 
 @dataclass
@@ -147,8 +148,11 @@ async def test_packets_start_at_a_keyframe_and_frames_decode_with_current_times(
             sounds = [await frames.next() for _ in range(3)]
         with pytest.raises(UnknownTrack):
             source.packets("no-such-track")
-        source.request_keyframe(tracks["video"].track_id)
-        return {"encoded": encoded, "received_s": received_s, "pictures": pictures, "sounds": sounds}
+        async with source.packets(tracks["video"].track_id) as packets:
+            await packets.next()  # its own keyframe
+            source.request_keyframe(tracks["video"].track_id)
+            asked = [await packets.next() for _ in range(30)]
+        return {"encoded": encoded, "received_s": received_s, "pictures": pictures, "sounds": sounds, "asked": asked}
 
     async with AsyncExitStack() as stack:
         await joined(stack, served, meeting_id, ada["token"], **publishing())
@@ -164,6 +168,7 @@ async def test_packets_start_at_a_keyframe_and_frames_decode_with_current_times(
     assert abs(encoded[-1].wall_time_s - got["received_s"]) < 0.5
     assert all(isinstance(timed.frame, av.VideoFrame) and timed.frame.width == 320 for timed in got["pictures"])
     assert all(isinstance(timed.frame, av.AudioFrame) and timed.frame.sample_rate == 48_000 for timed in got["sounds"])
+    assert any(frame.keyframe for frame in got["asked"]), "no keyframe within a second of asking"
 
 
 async def test_a_tracks_readers_end_with_it_and_closing_ends_the_events(
