@@ -49,6 +49,7 @@ class Slot:
     codec: str
     track: SlotTrack
     publication: Publication | None = None
+    held: bool = False  # freed on a hidden peer, and kept empty a moment (`room.RECORDER_SWITCH_GAP_S`)
 
 
 @dataclass(eq=False)

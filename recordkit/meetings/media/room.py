@@ -12,7 +12,8 @@ The room also tells its listeners (`RoomSource`s) what happens, and keeps the se
 
 A hidden peer (a recorder joined over WebRTC) gets slots like anyone but is none of the above: it
 publishes nothing, is not listed or announced, and writes no session rows, so it never starts a session
-or keeps one alive.
+or keeps one alive. Its freed slots stay empty for `RECORDER_SWITCH_GAP_S` before the next track moves
+in, so the recorder has heard that the last one ended before the next one's frames arrive.
 """
 
 from __future__ import annotations
@@ -34,12 +35,17 @@ from recordkit.meetings.media.events import (
     TrackAdded,
     TrackEnded,
 )
-from recordkit.meetings.media.peer import Peer, Publication
+from recordkit.meetings.media.peer import Peer, Publication, Slot
 from recordkit.meetings.sessions import SessionEvents
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[RoomEvent], None]
+
+# A recorder learns which track a section carries from its room stream, a moment after the node switched
+# it; frames that came first would be read as the previous participant's. Holding the section empty this
+# long lets the stream's word arrive first (it takes milliseconds), at the cost of as much of the next track.
+RECORDER_SWITCH_GAP_S = 0.5
 
 
 class Room:
@@ -148,16 +154,25 @@ class Room:
                     slot.track.detach()
                     slot.publication = None
                     freed = True
+                    if other.hidden:
+                        slot.held = True
+                        asyncio.get_running_loop().call_later(RECORDER_SWITCH_GAP_S, self._release, other, slot)
             if freed:
                 if other.joined:
                     self._fill(other)
                 other.slots_changed()
 
+    def _release(self, peer: Peer, slot: Slot) -> None:
+        """A hidden peer's held slot may take a track again."""
+        slot.held = False
+        if peer.joined and not peer.closing:
+            self._fill(peer)
+
     def _fill(self, peer: Peer) -> None:
         """Give each empty slot of the peer the earliest published track it may carry."""
         shown = {slot.publication for slot in peer.slots if slot.publication is not None}
         for slot in peer.slots:
-            if slot.publication is not None:
+            if slot.publication is not None or slot.held:
                 continue
             for publication in self.publications:
                 if (

@@ -8,8 +8,9 @@ server-sent events): every snapshot is compared with the last one and the differ
 same `RoomEvent`s a `RoomSource` gives, with the node's publication ids as track ids.
 
 A reader opened on a track reads the receive section carrying it and is closed when the track leaves
-that section. A section switches to its next track at once on the node, and the stream says so a moment
-later: for those few milliseconds the old track's readers may see the new track's first frames.
+that section. The node keeps a recorder's freed section empty for a moment before the next track moves
+in (`room.RECORDER_SWITCH_GAP_S`), so the stream's word that a track ended comes before the next
+track's frames, and a reader never reads another participant's frames as its track's.
 
 When the connection or the room stream is lost, every track ends and every participant leaves (a
 recorder sees an empty meeting) and the event streams end.

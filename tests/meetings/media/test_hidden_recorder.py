@@ -15,7 +15,10 @@ import pytest
 
 from recordkit.bot.client import join
 from recordkit.config import MediaSettings
+from recordkit.meetings.media.bitstream import FrameSize, declared_sizes
 from recordkit.meetings.media.events import ParticipantJoined, ParticipantLeft, TrackAdded, TrackEnded
+from recordkit.meetings.media.reading import PacketReader
+from recordkit.meetings.media.room import RECORDER_SWITCH_GAP_S
 from recordkit.meetings.media.source import EventStream
 from recordkit.meetings.media.webrtc_source import WebRTCSource
 from recordkit.meetings.tokens import ParticipantClaims, ParticipantTokens, RecorderClaims
@@ -27,10 +30,12 @@ from tests.support.media import (
     ThreadServer,
     encode_opus,
     encode_vp8,
+    honour_keyframe_requests,
     serve_in_thread,
 )
 
 CLIP = {"audio": encode_opus(50), "video": encode_vp8(30)}
+SMALL_VIDEO = encode_vp8(30, width=160, height=90)
 
 
 def publishing() -> dict[str, PacketLoopTrack]:
@@ -162,6 +167,49 @@ async def test_each_kind_of_token_opens_only_its_own_doors(served: ThreadServer,
         assert_error(unknown, 404, f"No peer found with id {peer_id}")
         api = await call("GET", f"/client/v4/accounts/{ACCOUNT_ID}/realtime/kit/{app_id}/sessions", token)
         assert api.status_code == 401
+
+
+async def test_a_recorders_section_takes_the_next_track_only_after_it_heard_the_last_one_ended(
+    served: ThreadServer, setup: Setup
+) -> None:
+    app_id, meeting_id = setup.meeting()
+    ada, bob = setup.participant(app_id, meeting_id, "Ada"), setup.participant(app_id, meeting_id, "Bob")
+    # Told apart by their pictures' sizes.
+    small = {"audio": PacketLoopTrack("audio", CLIP["audio"]), "video": PacketLoopTrack("video", SMALL_VIDEO)}
+
+    async def collect_sizes(reader: PacketReader, seen: set[FrameSize]) -> None:
+        while (frame := await reader.next()) is not None:
+            seen.update(declared_sizes("video/VP8", frame.data))
+
+    async with join(served.base_url, meeting_id, ada["token"], **publishing()) as a:
+        async with join(served.base_url, meeting_id, bob["token"], **small) as b:
+            honour_keyframe_requests(b.pc)
+            await eventually(lambda: len(served.services.media.rooms[meeting_id].publications) == 4)
+            token = recorder_token(served, app_id, meeting_id)
+            async with await WebRTCSource.join(served.base_url, meeting_id, token, receive=1) as source:
+                stream = source.events()
+                await next_events(stream, 4)  # Ada, Bob, and Ada's tracks on the only two sections
+                (ada_video,) = [track for track in source.tracks() if track.kind == "video"]
+                assert ada_video.participant.peer_id == a.peer_id
+                seen_on_ada: set[FrameSize] = set()
+                reading = asyncio.ensure_future(collect_sizes(source.packets(ada_video.track_id), seen_on_ada))
+                await eventually(lambda: seen_on_ada)  # a keyframe came
+
+                await a.leave()
+                ended = await next_events(stream, 3)
+                ended_s = asyncio.get_running_loop().time()
+                assert [type(event) for event in ended] == [TrackEnded, TrackEnded, ParticipantLeft]
+                added = await next_events(stream, 2)
+                waited_s = asyncio.get_running_loop().time() - ended_s
+                assert {event.track.participant.peer_id for event in added} == {b.peer_id}
+                assert waited_s > RECORDER_SWITCH_GAP_S - 0.1
+
+                await asyncio.wait_for(reading, 5)
+                assert seen_on_ada == {FrameSize(320, 180)}
+                (bob_video,) = [track for track in source.tracks() if track.kind == "video"]
+                async with source.packets(bob_video.track_id) as reader:
+                    first = await asyncio.wait_for(reader.next(), 5)
+                assert first is not None and declared_sizes("video/VP8", first.data) == [FrameSize(160, 90)]
 
 
 @pytest.fixture(scope="module")
