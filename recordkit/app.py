@@ -41,7 +41,7 @@ from recordkit.api.envelope import failure, ok
 from recordkit.api.ratelimit import RateLimit, RateLimiter
 from recordkit.api.routing import mount
 from recordkit.clock import utcnow
-from recordkit.config import Settings
+from recordkit.config import MediaSettings, Settings
 from recordkit.db.bus import Bus, LocalBus, PostgresBus
 from recordkit.db.engine import Database
 from recordkit.errors import DomainError
@@ -51,6 +51,7 @@ from recordkit.jobs.embedded import EmbeddedJobs
 from recordkit.jobs.procrastinated import ProcrastinateJobs
 from recordkit.jobs.retention import prune_forever
 from recordkit.meetings.apps import AppDirectory
+from recordkit.meetings.media.placement import MediaPlacement
 from recordkit.meetings.media.plane import MediaPlane
 from recordkit.meetings.sessions import SessionEvents, sweep_forever
 from recordkit.meetings.tokens import ParticipantTokens
@@ -60,14 +61,16 @@ from recordkit.recorder.composite import RecorderSettings
 from recordkit.recorder.spool import MB, DiskFloor
 from recordkit.recording.capacity import COMPOSITE_UNITS, TRACK_UNITS, CaptureSlots
 from recordkit.recording.drain import drain
-from recordkit.recording.ownership import Recorders
+from recordkit.recording.ownership import LeaseTimes, Recorders
 from recordkit.recording.reconciler import Reconciler
 from recordkit.recording.reports import CaptureReports
 from recordkit.recording.service import Recordings, StopTimedOut
+from recordkit.recording.sources import MeetingMedia
 from recordkit.recording.track_worker import RECORD_TRACKS
 from recordkit.recording.upload import UPLOAD
 from recordkit.recording.work import WorkContext
 from recordkit.recording.worker import RECORD
+from recordkit.roles import API, MEDIA, WORKER, role_name
 from recordkit.schema import ValidationFailed
 from recordkit.storage.bucket import LocalBucket
 from recordkit.storage.retention import delete_expired_forever
@@ -80,6 +83,10 @@ log = logging.getLogger(__name__)
 
 JOB_KINDS = (RECORD, RECORD_TRACKS, UPLOAD)
 RECONCILE_EVERY_S = 3.0
+# In a fleet the reconciler is also how a dead worker's recordings are noticed and handed on (takeover): often.
+FLEET_RECONCILE_EVERY_S = 1.0
+# A fleet's leases are short so that a worker on another machine, whose death no pid tells, is replaced in seconds.
+FLEET_LEASE = LeaseTimes(lease_s=3.0, renew_every_s=1.0)
 FINISHED_JOBS_KEPT = timedelta(days=7)
 
 
@@ -134,17 +141,23 @@ class NormalisePath:
 
 def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> Services:
     creds = settings.credentials
+    roles = settings.roles
     node_id = new_node_id()
     db = Database(settings.database_url)
     bus: Bus = LocalBus() if settings.is_sqlite else PostgresBus(settings.database_url)
     metrics = Metrics()
     engine = None if dispatcher is not None else _job_engine(settings, db, bus, node_id, metrics)
+    tokens = ParticipantTokens(creds.participant_token_key)
     jobs: Dispatcher = dispatcher or engine  # type: ignore[assignment]
     secrets = SecretBox(creds.storage_key)
     spool_floor = DiskFloor(settings.data_dir / "spool", settings.min_free_mb * MB)
     recordings = Recordings(db, jobs, bus, secrets, settings.server_recording_defaults, spool_floor)
     reports = CaptureReports(db, jobs, bus)
-    recorders = Recorders(db, bus, reports, node_id)
+    # A fleet's processes share the data dir (credentials, spool): a recording can go on on another worker.
+    shared_data_dir = None if settings.is_sqlite else settings.data_dir
+    recorders = Recorders(
+        db, bus, reports, node_id, LeaseTimes() if settings.is_sqlite else FLEET_LEASE, shared_data_dir=shared_data_dir
+    )
     stalled = partial(engine.retry_stalled, ["upload"]) if isinstance(engine, ProcrastinateJobs) else None
     bucket = LocalBucket(settings.bucket_dir, creds.signing_key, settings.public_url)
     reconciler = Reconciler(
@@ -152,6 +165,11 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
     )
     session_events = SessionEvents(started=recordings.on_session_started, ended=recordings.on_session_ended)
     media = MediaPlane(db, session_events, settings.media)
+    hosts_media = MEDIA in roles
+    # One process doing everything on SQLite records from its own rooms; otherwise rooms are placed on media nodes.
+    placement = (
+        None if settings.is_sqlite else MediaPlacement(db, node_id, settings.public_url if hosts_media else None)
+    )
     recorder_settings = RecorderSettings(
         empty_start_min_s=settings.empty_meeting_timeout_s,
         fetch_allow=settings.fetch_allow,
@@ -166,7 +184,7 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
         bus=bus,
         jobs=jobs,
         engine=engine,
-        tokens=ParticipantTokens(creds.participant_token_key),
+        tokens=tokens,
         secrets=secrets,
         recordings=recordings,
         reports=reports,
@@ -175,7 +193,9 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
         work=WorkContext(
             reports=reports,
             recorders=recorders,
-            media=media,
+            sources=MeetingMedia(
+                media if hosts_media else None, placement, tokens, creds.account_id, settings.media.max_frame_size
+            ),
             bucket=bucket,
             settings=settings,
             recorder_settings=recorder_settings,
@@ -191,16 +211,36 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
         webhook_signer=webhook_signer,
         webhooks=WebhookDispatcher(db, webhook_signer, metrics),
         metrics=metrics,
-        # "all": `serve` plays every part (API, media, recorder, uploads).
-        heartbeat=Heartbeat(db, node_id, "all", settings.public_url, capture_slots),
+        heartbeat=Heartbeat(
+            db,
+            node_id,
+            role_name(roles),
+            # Others find an API or media node at its public URL, and a worker (whose public URL is the API's)
+            # where it answers itself.
+            settings.public_url if roles & {API, MEDIA} else settings.listen_url or settings.public_url,
+            capture_slots,
+            media_address(settings.media) if hosts_media else None,
+        ),
     )
+
+
+def media_address(media: MediaSettings) -> str:
+    """Where a media node's peers send media, as its `nodes` row registers it: ICE host and UDP ports."""
+    ports = f"{media.udp_port_min}-{media.udp_port_max}" if media.udp_port_max else "any"
+    return f"{media.advertised_host or media.bind_host or '*'} udp {ports}"
 
 
 def _job_engine(settings: Settings, db: Database, bus: Bus, node_id: str, metrics: Metrics) -> JobEngine:
     """The embedded runner on SQLite (one process owns the file); procrastinate on PostgreSQL."""
-    # As many record jobs as could capture at once if all were track recordings; `CaptureSlots` weighs them.
-    record_jobs = settings.max_recordings * COMPOSITE_UNITS // TRACK_UNITS
-    concurrency = {"record": record_jobs, "upload": settings.max_uploads}
+    # A worker takes no more composites than its budget holds, so the rest wait in the queue for any worker with
+    # room; as many track recordings as could capture at once if all were tracks (`CaptureSlots` weighs them).
+    concurrency = {
+        "record": settings.max_recordings,
+        "record_tracks": settings.max_recordings * COMPOSITE_UNITS // TRACK_UNITS,
+        "upload": settings.max_uploads,
+    }
+    if WORKER not in settings.roles:
+        concurrency = dict.fromkeys(concurrency, 0)  # it only queues jobs, for the workers
     scale = settings.retry_delay_scale
     if settings.is_sqlite:
         return EmbeddedJobs(db, bus, JOB_KINDS, node_id, concurrency, metrics=metrics, retry_scale=scale)
@@ -217,6 +257,7 @@ def _job_engine(settings: Settings, db: Database, bus: Bus, node_id: str, metric
 def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> FastAPI:
     """The recordkit ASGI app. The database must already be migrated (`db.migrate.upgrade`)."""
     services = build_services(settings, dispatcher)
+    roles = settings.roles
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -226,16 +267,20 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         # What a crash left behind is recovered before the API takes new work.
         await services.reconciler.pass_once()
         await services.reconciler.remove_leftover_parts()
+        reconcile_every_s = RECONCILE_EVERY_S if settings.is_sqlite else FLEET_RECONCILE_EVERY_S
         background = [
-            asyncio.create_task(services.reconciler.run_forever(RECONCILE_EVERY_S)),
+            asyncio.create_task(services.reconciler.run_forever(reconcile_every_s)),
             asyncio.create_task(services.recorders.renew_forever()),
-            # Emptied sessions end when their keep-alive runs out, even if nobody calls the API.
-            asyncio.create_task(sweep_forever(services.db, 1.0, services.session_events)),
-            asyncio.create_task(delete_expired_forever(services.bucket, services.recordings)),
             asyncio.create_task(services.heartbeat.beat_forever()),
         ]
+        if roles & {API, MEDIA}:
+            # Emptied sessions end when their keep-alive runs out, even if nobody calls the API.
+            background.append(asyncio.create_task(sweep_forever(services.db, 1.0, services.session_events)))
+        if API in roles:
+            background.append(asyncio.create_task(delete_expired_forever(services.bucket, services.recordings)))
         if services.engine is not None:
             background.append(asyncio.create_task(prune_forever(services.engine, FINISHED_JOBS_KEPT)))
+        if services.engine is not None and WORKER in roles:
             # A test that only collects jobs brings no engine, and sends no webhooks either.
             background.append(asyncio.create_task(services.webhooks.run_forever()))
             kept = timedelta(days=settings.webhook_retention_days)
@@ -263,11 +308,13 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     )
     app.state.services = services
     access_log.install()
-    for routes in (recordings, apps, presets, meetings, participants, sessions, webhooks):
-        mount(app, routes.router)
-    join_page.install(app)
-    app.include_router(meet.router)  # at the host root, like the join page (meetings.md §8)
-    app.include_router(files.router)
+    if API in roles:
+        for routes in (recordings, apps, presets, meetings, participants, sessions, webhooks):
+            mount(app, routes.router)
+        join_page.install(app)
+        app.include_router(files.router)
+    if MEDIA in roles:
+        app.include_router(meet.router)  # at the host root, like the join page (meetings.md §8)
     app.include_router(metrics.router)  # outside the RealtimeKit paths: not part of the spec
     _add_error_handlers(app)
 

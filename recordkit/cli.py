@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from recordkit.config import Settings, UnsafeDataDir, build_settings, choose_database_url
+from recordkit.roles import API, WORKER, BadRoles, parse_roles, role_name
 from recordkit.vendor_logs import hold_vendor_loggers_at_info
 
 # Everything recordkit writes under its data dir — the SQLite file and its -wal/-shm, the spool, the bucket,
@@ -22,12 +23,26 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="recordkit", description="Self-hosted RealtimeKit recordings.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the API (and, later, media and recorders)")
+    serve = commands.add_parser("serve", help="run the API, the meetings' media and the recorders")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8787)
     _common(serve)
     serve.add_argument("--public-url", help="external base URL (default http://HOST:PORT)")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--role",
+        default="all",
+        help="all (default: everything in one process), api, media, or api,media; other roles need PostgreSQL",
+    )
+    _bucket(serve)
+
+    worker = commands.add_parser("worker", help="take record, upload and webhook jobs from PostgreSQL (the fleet)")
+    worker.add_argument("--host", default="127.0.0.1", help="where /metrics and /healthz answer")
+    worker.add_argument("--port", type=int, default=8788)
+    _common(worker)
+    worker.add_argument("--public-url", help="the API's external base URL, which download links point at")
+    worker.add_argument("--log-level", default="info")
+    _bucket(worker)
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     _common(migrate)
@@ -57,13 +72,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         _run(args)
-    except UnsafeDataDir as error:
+    except (UnsafeDataDir, BadRoles) as error:
         raise SystemExit(f"recordkit: {error}") from error
 
 
 def _run(args: argparse.Namespace) -> None:
     if args.command == "serve":
-        _serve(args)
+        _serve(args, parse_roles(args.role))
+    elif args.command == "worker":
+        _serve(args, frozenset({WORKER}))
     elif args.command == "demo":
         _demo(args)
     elif args.command == "bot":
@@ -81,20 +98,39 @@ def _common(command: argparse.ArgumentParser) -> None:
     command.add_argument("--database-url", help="default: SQLite in the data dir; postgresql://… for PostgreSQL")
 
 
+def _bucket(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--bucket-url", help="the built-in bucket shared by the fleet: file:///folder (default: in the data dir)"
+    )
+
+
 def _migrate(settings: Settings) -> None:
     from recordkit.db.migrate import upgrade
 
     upgrade(settings.database_url)
 
 
-def _serve(args: argparse.Namespace) -> None:
+def _serve(args: argparse.Namespace, roles: frozenset[str]) -> None:
     from recordkit.app import create_app
     from recordkit.server import serve
 
-    public_url = args.public_url or f"http://{args.host}:{args.port}"
-    settings, _ = build_settings(Path(args.data_dir), args.database_url, public_url)
+    listen_url = f"http://{args.host}:{args.port}"
+    try:
+        settings, _ = build_settings(
+            Path(args.data_dir),
+            args.database_url,
+            args.public_url or listen_url,
+            roles=roles,
+            bucket_url=args.bucket_url,
+            listen_url=listen_url,
+        )
+    except ValueError as error:
+        raise SystemExit(f"recordkit: {error}") from error
     _migrate(settings)
-    _print_welcome(settings)
+    if API in roles:
+        _print_welcome(settings)
+    else:
+        print(f"recordkit {role_name(roles)} is starting at {settings.public_url}", flush=True)
     serve(create_app(settings), args.host, args.port, args.log_level)
 
 

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from recordkit.meetings.media.bitstream import DEFAULT_MAX_FRAME_SIZE, FrameSize
+from recordkit.roles import ALL, refuse_unshared_database
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +100,18 @@ class Settings:
     fetch_allow: tuple[IPv4Network | IPv6Network, ...] = ()
     # When set, `GET /metrics` wants it as a Bearer token; unset, the metrics are open (RECORDKIT_METRICS_TOKEN).
     metrics_token: str | None = None
+    # What this process does (roles.py): everything by default.
+    roles: frozenset[str] = ALL
+    # The built-in bucket's folder when the fleet shares one elsewhere (`--bucket-url file:///…`).
+    bucket_root: Path | None = None
+    # Where this process itself answers (/metrics, /healthz), when that is not `public_url`: a worker's links
+    # point at the API, its heartbeat at itself.
+    listen_url: str | None = None
 
     @property
     def bucket_dir(self) -> Path:
         """Where the built-in bucket keeps its files."""
-        return self.data_dir / "bucket"
+        return self.bucket_root or self.data_dir / "bucket"
 
     @property
     def link_lifetime(self) -> timedelta:
@@ -278,15 +287,22 @@ def build_settings(
     database_url: str | None = None,
     public_url: str | None = None,
     environ: dict[str, str] | None = None,
+    *,
+    roles: frozenset[str] = ALL,
+    bucket_url: str | None = None,
+    listen_url: str | None = None,
 ) -> tuple[Settings, bool]:
     """Settings for a process rooted at `data_dir`; see `load_credentials` for the flag returned."""
     env = os.environ if environ is None else environ
     data_dir = data_dir.resolve()
     ensure_private_dir(data_dir)
+    database_url = choose_database_url(data_dir, database_url, env)
+    refuse_unshared_database(roles, database_url.startswith("sqlite"))
+    bucket_root = bucket_folder(bucket_url or env.get("RECORDKIT_BUCKET_URL"))
     credentials, generated = load_credentials(data_dir, env)
     settings = Settings(
         data_dir=data_dir,
-        database_url=choose_database_url(data_dir, database_url, env),
+        database_url=database_url,
         credentials=credentials,
         public_url=(public_url or env.get("RECORDKIT_PUBLIC_URL") or "http://127.0.0.1:8787").rstrip("/"),
         rate_limit_per_minute=int(env.get("RECORDKIT_RATE_LIMIT_PER_MINUTE") or 0),
@@ -302,8 +318,24 @@ def build_settings(
         retry_delay_scale=float(env.get("RECORDKIT_RETRY_DELAY_SCALE") or 1),
         fetch_allow=fetch_allow(env),
         metrics_token=env.get("RECORDKIT_METRICS_TOKEN") or None,
+        roles=roles,
+        bucket_root=bucket_root,
+        listen_url=listen_url,
     )
     return settings, generated
+
+
+def bucket_folder(url: str | None) -> Path | None:
+    """`--bucket-url` (RECORDKIT_BUCKET_URL): `file:///absolute/dir`, the built-in bucket on a folder every
+    process of the fleet mounts; None (unset) keeps it in the data dir."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+        raise ValueError(
+            f"--bucket-url must be file:///absolute/folder (a folder every process of the fleet shares), not {url!r}"
+        )
+    return Path(unquote(parts.path))
 
 
 def default_max_recordings(cores: int | None) -> int:

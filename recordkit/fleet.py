@@ -46,12 +46,16 @@ _PROCRASTINATE_QUEUE = text(
 class Heartbeat:
     """This process's `nodes` row: written at start and every `BEAT_EVERY_S`, deleted when it stops cleanly."""
 
-    def __init__(self, db: Database, node_id: str, role: str, url: str, slots: CaptureSlots) -> None:
+    def __init__(
+        self, db: Database, node_id: str, role: str, url: str, slots: CaptureSlots, media_address: str | None = None
+    ) -> None:
         self.db = db
         self.node_id = node_id
         self.role = role
         self.url = url
         self.slots = slots
+        # A media node registers where its media flows (placement.py finds media nodes by these rows).
+        self.media_address = media_address
         self.started_at = utcnow()
 
     async def beat(self) -> None:
@@ -65,6 +69,7 @@ class Heartbeat:
             "capacity_total": self.slots.capacity,
             "started_at": self.started_at,
             "last_seen_at": now,
+            "media_address": self.media_address,
         }
         async with self.db.write() as session:
             # Only this process writes its row: no other writer can insert it between the update and the insert.
@@ -88,6 +93,21 @@ class Heartbeat:
                 await session.execute(delete(Node).where(Node.id == self.node_id))
         except Exception:
             log.exception("could not delete this process's heartbeat; it is forgotten once old")
+
+
+async def recorders_elsewhere(db: Database, excluding: set[str]) -> int:
+    """How many live processes other than `excluding` record (a worker, or a process doing everything, with a
+    capture budget): whether a recording can go on elsewhere when its own worker stops."""
+    async with db.read() as session:
+        count = await session.scalar(
+            select(func.count()).where(
+                Node.last_seen_at > utcnow() - SILENT_AFTER,
+                Node.id.not_in(excluding),
+                Node.role.in_(("worker", "all")),
+                Node.capacity_total > 0,
+            )
+        )
+    return count or 0
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,9 @@ class JobLog:
     async def submit(self, session: AsyncSession, job: Job) -> None:
         self.jobs.append(job)
 
-    async def pending(self, session: AsyncSession, kinds: Iterable[str]) -> set[tuple[str, str]]:
+    async def pending(
+        self, session: AsyncSession, kinds: Iterable[str], *, running: bool = True
+    ) -> set[tuple[str, str]]:
         return {(job.kind, job.recording_id) for job in self.jobs if job.kind in set(kinds)}
 
 

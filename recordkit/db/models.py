@@ -316,3 +316,17 @@ class Node(Base):
     capacity_total: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
+    # A media node's address for media (ICE host and UDP ports), as peers are told it; None for other roles.
+    media_address: Mapped[str | None] = mapped_column(Text)
+
+
+class MediaRoom(Base):
+    """Which media node hosts a meeting's room: chosen when the first connection (a peer or a recorder) asks,
+    kept while that node beats, chosen again once it has gone silent (`meetings/media/placement.py`)."""
+
+    __tablename__ = "media_rooms"
+
+    meeting_id: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(128))
+    url: Mapped[str] = mapped_column(Text)  # the node's public URL: its signalling routes are under /meet
+    since: Mapped[datetime]

@@ -27,8 +27,10 @@ class Dispatcher(Protocol):
     async def submit(self, session: AsyncSession, job: Job) -> None:
         """Write `job` into the open transaction of `session`; it runs once that transaction commits."""
 
-    async def pending(self, session: AsyncSession, kinds: Iterable[str]) -> set[tuple[str, str]]:
-        """(kind, recording id) of every job of these kinds waiting or running."""
+    async def pending(
+        self, session: AsyncSession, kinds: Iterable[str], *, running: bool = True
+    ) -> set[tuple[str, str]]:
+        """(kind, recording id) of every job of these kinds waiting or (with `running`) running."""
         ...
 
 

@@ -82,10 +82,12 @@ class EmbeddedJobs(Generic[Context]):
         )
         await self.bus.publish(session, JOBS, queue)
 
-    async def pending(self, session: AsyncSession, kinds: Iterable[str]) -> set[tuple[str, str]]:
+    async def pending(
+        self, session: AsyncSession, kinds: Iterable[str], *, running: bool = True
+    ) -> set[tuple[str, str]]:
         rows = await session.execute(
             select(QueuedJob.kind, QueuedJob.recording_id).where(
-                QueuedJob.status.in_((TODO, DOING)), QueuedJob.kind.in_(list(kinds))
+                QueuedJob.status.in_((TODO, DOING) if running else (TODO,)), QueuedJob.kind.in_(list(kinds))
             )
         )
         return {(kind, recording_id) for kind, recording_id in rows}

@@ -40,7 +40,8 @@ _DEFER = text(
     "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(CAST(:queue AS varchar), CAST(:task AS varchar), 0, NULL::text,"
     " NULL::text, CAST(:args AS jsonb), NULL::timestamptz)]::procrastinate_job_to_defer_v1[])"
 )
-# Waiting jobs, and running ones whose worker still beats: a silent worker's job is as good as lost.
+# Waiting jobs, and running ones whose worker still beats: a silent worker's job is as good as lost (a negative
+# `stalled_s` leaves the running ones out).
 _PENDING = text(
     "SELECT job.task_name, job.args->>'recording_id' FROM procrastinate_jobs job"
     " LEFT JOIN procrastinate_workers worker ON worker.id = job.worker_id"
@@ -115,8 +116,10 @@ class ProcrastinateJobs(Generic[Context]):
         queue = job.queue or self.kinds[job.kind].queue
         await session.execute(_DEFER, {"queue": queue, "task": job.kind, "args": args})
 
-    async def pending(self, session: AsyncSession, kinds: Iterable[str]) -> set[tuple[str, str]]:
-        rows = await session.execute(_PENDING, {"kinds": list(kinds), "stalled_s": STALLED_S})
+    async def pending(
+        self, session: AsyncSession, kinds: Iterable[str], *, running: bool = True
+    ) -> set[tuple[str, str]]:
+        rows = await session.execute(_PENDING, {"kinds": list(kinds), "stalled_s": STALLED_S if running else -1})
         return {(kind, recording_id) for kind, recording_id in rows}
 
     async def prune(self, older_than: timedelta) -> None:

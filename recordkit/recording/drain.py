@@ -30,8 +30,8 @@ async def drain(db: Database, engine: JobEngine, recorders: Recorders, at: datet
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     recorders.draining = True
-    record_jobs_ended = asyncio.create_task(engine.drain_queues(["record"], timeout_s))
-    stopped = await recorders.drain(at)
+    record_jobs_ended = asyncio.create_task(engine.drain_queues(["record", "record_tracks"], timeout_s))
+    stopped = await recorders.drain(at, timeout_s)
     await record_jobs_ended
     log.info("drain: %d recording(s) stopped; uploading them", len(stopped))
     # The rows tell when the uploads are done, wherever they ran: poll them.

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import update
@@ -25,17 +27,25 @@ from recordkit.clock import utcnow
 from recordkit.db.bus import CONTROL, Bus
 from recordkit.db.engine import Database
 from recordkit.db.models import Recording
+from recordkit.fleet import recorders_elsewhere
 from recordkit.jobs.dispatcher import Job
 from recordkit.node import is_dead
 from recordkit.recorder.capture import Capture, Finished
 from recordkit.recorder.composite import Ending
+from recordkit.recorder.spool import spool_dir
 from recordkit.recording.lifecycle import CAPTURING, Kind, Status
 from recordkit.recording.reports import CaptureReports
 from recordkit.recording.rows import INTERNAL_ERROR, lock_recording
+from recordkit.recording.takeover import continuable, successor_began
 
 log = logging.getLogger(__name__)
 
 RECORDING, PAUSED, STOPPED = "RECORDING", "PAUSED", "STOPPED"
+# A draining worker waits for a successor for this share of its drain time, keeping the rest for its uploads.
+HAND_OVER_SHARE = 0.6
+# How long both workers capture the same instant: the successor's first frames may come late; the join cuts it.
+HAND_OVER_OVERLAP_S = 0.5
+HAND_OVER_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -91,20 +101,35 @@ def wall_s(moment: datetime) -> float:
 @dataclass(eq=False)
 class _Owned:
     recorder: Capture
+    # The folder of the segment it writes when it continues a recording (takeover.py); None: the first one.
+    part: Path | None = None
     doing: str = RECORDING
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Draining: capturing on until a successor captures too; the lease is left to run out meanwhile.
+    handing_over: bool = False
 
 
 class Recorders:
     """The recorders this process owns, and the recordings it is recovering."""
 
     def __init__(
-        self, db: Database, bus: Bus, reports: CaptureReports, node_id: str, lease: LeaseTimes = LeaseTimes()
+        self,
+        db: Database,
+        bus: Bus,
+        reports: CaptureReports,
+        node_id: str,
+        lease: LeaseTimes = LeaseTimes(),
+        *,
+        shared_data_dir: Path | None = None,
     ) -> None:
         self.db = db
+        self.bus = bus
         self.reports = reports
         self.node_id = node_id
         self.lease = lease
+        # Set in a fleet, whose workers share the data dir: a recording then continues on another worker when its
+        # own dies or drains (takeover.py) instead of ending there.
+        self.shared_data_dir = shared_data_dir
         self.draining = False
         self._owned: dict[str, _Owned] = {}
         self._recovering: set[str] = set()
@@ -147,6 +172,23 @@ class Recorders:
             self._recovering.add(recording_id)
         return current
 
+    async def claim_for_takeover(self, recording_id: str) -> Recording | None:
+        """Become the owner of a capturing recording that nobody holds any more (its worker died) or that its
+        worker hands over (draining), to continue it here in a new segment; None when it is not ours to take."""
+        if self.draining or self.shared_data_dir is None or self.owns(recording_id):
+            return None
+        now = utcnow()
+        async with self.db.write() as session:
+            current = await lock_recording(session, recording_id)
+            if current.status not in (Status.RECORDING.value, Status.PAUSED.value) or not continuable(current):
+                return None
+            if current.wanted_state == STOPPED or owner_is_live(current, self.node_id, now):
+                return None
+            current.owner_id = self.node_id
+            current.lease_expires_at = now + timedelta(seconds=self.lease.lease_s)
+            await self.bus.publish(session, CONTROL, recording_id)  # a worker handing it over learns at once
+        return current
+
     def recovered(self, recording_id: str) -> None:
         self._recovering.discard(recording_id)
 
@@ -159,10 +201,16 @@ class Recorders:
                 .values(owner_id=None, lease_expires_at=None)
             )
 
-    async def run(self, recording_id: str, recorder: Capture, ended: Callable[[Ending], Awaitable[None]]) -> None:
+    async def run(
+        self,
+        recording_id: str,
+        recorder: Capture,
+        ended: Callable[[Ending], Awaitable[None]],
+        part: Path | None = None,
+    ) -> None:
         """Run a claimed recording's recorder until it stops, applying what the row asks of it meanwhile; if
         the recorder fails, end the recording with what it captured (`ended` with reason "error")."""
-        self._owned[recording_id] = _Owned(recorder)
+        self._owned[recording_id] = _Owned(recorder, part)
         try:
             await self.apply(recording_id)  # what was asked before the recorder was here (a stop, say)
             await recorder.run()
@@ -180,8 +228,8 @@ class Recorders:
 
     async def apply(self, recording_id: str) -> None:
         owned = self._owned.get(recording_id)
-        if owned is None:
-            return
+        if owned is None or owned.handing_over:
+            return  # a hand-over decides for itself when its recorder stops
         async with owned.lock:
             recording = await self.reports.get(recording_id)
             if recording is None:
@@ -211,7 +259,7 @@ class Recorders:
                 log.exception("renewing recorder leases failed; trying again")
 
     async def renew(self) -> None:
-        held = [*self._owned, *self._recovering]
+        held = [rid for rid, owned in self._owned.items() if not owned.handing_over] + list(self._recovering)
         if not held:
             return
         now = utcnow()
@@ -224,19 +272,22 @@ class Recorders:
         for recording_id in held:
             self.wake(recording_id)
 
-    async def drain(self, at: datetime) -> list[str]:
+    async def drain(self, at: datetime, timeout_s: float) -> list[str]:
         """Stop every recorder we hold at `at` (a graceful shutdown): a capturing recording ends its file there
-        and moves on to UPLOADING; one still INVOKED is handed back to the queue. Claims nothing more.
-        Returns the ids of the recordings whose capture ended."""
+        and moves on to UPLOADING — or, in a fleet, goes on on another worker (`_hand_over`); one still INVOKED
+        is handed back to the queue. Claims nothing more. Returns the ids of the recordings whose capture ended."""
         self.draining = True
         held = list(self._owned.items())
-        ended = await asyncio.gather(*(self._drain_one(rid, owned, at) for rid, owned in held), return_exceptions=True)
+        deadline_s = time.monotonic() + timeout_s * HAND_OVER_SHARE
+        ended = await asyncio.gather(
+            *(self._drain_one(rid, owned, at, deadline_s) for rid, owned in held), return_exceptions=True
+        )
         for (rid, _), result in zip(held, ended, strict=True):
             if isinstance(result, BaseException):
                 log.error("recording %s: stopping it for the shutdown failed", rid, exc_info=result)
         return [rid for (rid, _), result in zip(held, ended, strict=True) if result is True]
 
-    async def _drain_one(self, recording_id: str, owned: _Owned, at: datetime) -> bool:
+    async def _drain_one(self, recording_id: str, owned: _Owned, at: datetime, deadline_s: float) -> bool:
         async with owned.lock:
             recording = await self.reports.get(recording_id)
             if recording is None:
@@ -249,9 +300,51 @@ class Recorders:
                 await owned.recorder.finish()
                 await self._hand_back(recording_id)
                 return False
+            if (
+                self.shared_data_dir is not None
+                and decision.action is not Action.STOP
+                and continuable(recording)
+                and await recorders_elsewhere(self.db, {self.node_id})
+            ):
+                return await self._hand_over(recording_id, owned, deadline_s)
             stop_at = min(at, decision.at) if decision.action is Action.STOP and decision.at else at
             await self._stop(recording_id, owned.recorder, stop_at, decision.reason or INTERNAL_ERROR)
             return True
+
+    async def _hand_over(self, recording_id: str, owned: _Owned, deadline_s: float) -> bool:
+        """Let another worker continue the recording, capturing on until it captures too (the overlap is cut at
+        the join), so the file loses nothing to the drain; whether the capture ended here (a stop came first).
+        With no successor by the deadline our segment ends and the recording waits, RECORDING, for a worker."""
+        assert self.shared_data_dir is not None
+        owned.handing_over = True
+        async with self.db.write() as session:
+            current = await lock_recording(session, recording_id)
+            if current.owner_id != self.node_id:
+                await owned.recorder.finish()
+                return False
+            current.lease_expires_at = utcnow()  # free for a successor from now on
+            await self.reports.jobs.submit(session, Job("record", recording_id))
+        log.info("recording %s: handing it over to another worker", recording_id)
+        spool = spool_dir(self.shared_data_dir, recording_id)
+        while True:
+            began = await asyncio.to_thread(successor_began, spool, owned.part)
+            if began is not None:
+                log.info("recording %s: continued by another worker; our segment ends", recording_id)
+                await owned.recorder.finish(min(time.time(), began + HAND_OVER_OVERLAP_S))
+                return False
+            recording = await self.reports.get(recording_id)
+            if recording is None or recording.status not in (Status.RECORDING.value, Status.PAUSED.value):
+                await owned.recorder.finish()
+                return False
+            if recording.owner_id == self.node_id and recording.wanted_state == STOPPED:
+                at = recording.wanted_at or utcnow()
+                await self._stop(recording_id, owned.recorder, at, recording.wanted_reason or INTERNAL_ERROR)
+                return True
+            if time.monotonic() > deadline_s:
+                log.warning("recording %s: no worker continued it in time; it waits for one", recording_id)
+                await owned.recorder.finish()
+                return False
+            await asyncio.sleep(HAND_OVER_POLL_S)
 
     async def _stop(self, recording_id: str, recorder: Capture, at: datetime, reason: dict[str, Any]) -> None:
         finished: Finished = await recorder.finish(wall_s(at))

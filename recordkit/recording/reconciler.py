@@ -29,6 +29,7 @@ from recordkit.clock import utcnow
 from recordkit.db.bus import CONTROL, Bus
 from recordkit.db.engine import Database
 from recordkit.db.models import Recording
+from recordkit.fleet import recorders_elsewhere
 from recordkit.jobs.dispatcher import Dispatcher, Job
 from recordkit.recorder.manifest import TRACK_FILE
 from recordkit.recorder.outputs.hls import hls_dir, package_hls
@@ -38,6 +39,7 @@ from recordkit.recording.lifecycle import CAPTURING, Kind, Status
 from recordkit.recording.ownership import STOPPED, Recorders, owner_is_live
 from recordkit.recording.reports import CaptureReports
 from recordkit.recording.rows import INTERNAL_ERROR
+from recordkit.recording.takeover import continuable
 from recordkit.storage.bucket import LocalBucket
 
 log = logging.getLogger(__name__)
@@ -106,13 +108,14 @@ class Reconciler:
                     ).scalars()
                 )
                 pending = await self.jobs.pending(session, JOB_KINDS)
+                waiting = await self.jobs.pending(session, JOB_KINDS, running=False)
         except Exception:
             log.exception("a reconciler pass could not read the recordings; the next pass tries again")
             return
         now = utcnow()
         for recording in rows:
             try:
-                await self._reconcile(recording, pending, now)
+                await self._reconcile(recording, pending, waiting, now)
             except Exception:
                 log.exception("reconciling recording %s failed; going on with the others", recording.id)
 
@@ -138,7 +141,9 @@ class Reconciler:
             path.unlink(missing_ok=True)
         return len(leftovers)
 
-    async def _reconcile(self, recording: Recording, pending: set[tuple[str, str]], now: datetime) -> None:
+    async def _reconcile(
+        self, recording: Recording, pending: set[tuple[str, str]], waiting: set[tuple[str, str]], now: datetime
+    ) -> None:
         status = Status(recording.status)
         held = self.recorders.owns(recording.id) or owner_is_live(recording, self.recorders.node_id, now)
         settled = now - recording.updated_at > timedelta(seconds=SETTLE_S)
@@ -150,11 +155,27 @@ class Reconciler:
                 log.warning("recording %s is INVOKED with no record job and no recorder; queueing one", recording.id)
                 await self._submit(record_job(recording))
         elif status in CAPTURING:
-            if not held:
+            if held:
+                return
+            if await self._may_continue_elsewhere(recording):
+                # Takeover: the recording stays RECORDING/PAUSED and a worker continues it in a new segment. Its
+                # running record job is the dead worker's (a live one would hold the row): only a waiting one counts.
+                if (record_job(recording).kind, recording.id) not in waiting:
+                    log.warning("recording %s: its worker is gone; queueing its continuation", recording.id)
+                    await self._submit(record_job(recording))
+            else:
                 await self.recover(recording.id)
         elif settled and ("upload", recording.id) not in pending:
             log.warning("recording %s is UPLOADING with no upload job; queueing one", recording.id)
             await self._submit(Job("upload", recording.id))
+
+    async def _may_continue_elsewhere(self, recording: Recording) -> bool:
+        """In a fleet, a composite nobody was asked to stop goes on while some live worker other than its own
+        records; otherwise it is finished from what its recorder left."""
+        if self.recorders.shared_data_dir is None or not continuable(recording) or recording.wanted_state == STOPPED:
+            return False
+        gone = {recording.owner_id} if recording.owner_id is not None else set()
+        return await recorders_elsewhere(self.db, gone) > 0
 
     async def recover(self, recording_id: str) -> None:
         """Finish the capture of a recording whose recorder is gone: its spool into complete files, capture

@@ -44,7 +44,7 @@ async def _record_tracks(context: WorkContext, recording_id: str, max_duration_s
     endings = TrackEndings(context.reports, recording_id, context.recorders.node_id)
     recorder = TrackRecorder(
         TrackPlan.from_config(recording.config, max_duration_s),
-        context.media.open_source(recording.meeting_id),
+        await context.sources.open(recording),
         spool_dir(context.settings.data_dir, recording_id),
         RecorderHooks(
             first_packet=lambda began_wall_s: attached(context.reports, recorder, began_wall_s, endings.owner_id),
@@ -114,7 +114,7 @@ class TrackEndings:
 
 RECORD_TRACKS = JobKind(
     name="record_tracks",
-    queue="record",
+    queue="record_tracks",
     policy=RetryPolicy(attempts=3, first_delay_s=1.0, max_delay_s=10.0),
     run=record_tracks,
     gave_up=record_gave_up,

@@ -27,12 +27,14 @@ from recordkit.recorder.manifest import (
     with_file_details,
     write_manifest,
 )
+from recordkit.recorder.plan import OutputPlan
 from recordkit.recorder.remux import media_duration_s
 from recordkit.recorder.spool import spool_dir
 from recordkit.recording import config as rconfig
 from recordkit.recording.delivery import DeliveryFailed, deliver
 from recordkit.recording.lifecycle import Kind, Status
 from recordkit.recording.reports import CaptureReports, UploadOutcome
+from recordkit.recording.takeover import join_parts
 from recordkit.recording.work import WorkContext
 from recordkit.storage.bucket import LocalBucket
 
@@ -136,6 +138,11 @@ class RecordingFiles:
     def place(self, recording: Recording, people: People) -> Placed:
         if recording.type == Kind.TRACK.value:
             return self._place_tracks(recording, people)
+        # Continued on other workers (takeover.py): its segments become one file first.
+        join_parts(
+            spool_dir(self.data_dir, recording.id),
+            OutputPlan.from_recording(recording.config, recording.output_file_name),
+        )
         builtin = builtin_enabled(recording)
         names = [recording.output_file_name]
         audio_name = rconfig.audio_file_name(recording.config, recording.output_file_name)

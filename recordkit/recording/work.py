@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from recordkit.config import Settings
-from recordkit.meetings.media.plane import MediaPlane
 from recordkit.metrics import Metrics
 from recordkit.recorder.composite import RecorderSettings
 from recordkit.recording.capacity import CaptureSlots
 from recordkit.recording.ownership import Recorders
 from recordkit.recording.reports import CaptureReports
+from recordkit.recording.sources import MeetingMedia
 from recordkit.storage.bucket import LocalBucket
 from recordkit.storage.secrets import SecretBox
 from recordkit.storage.store import UploadSettings
@@ -18,12 +18,12 @@ from recordkit.storage.store import UploadSettings
 
 @dataclass(frozen=True)
 class WorkContext:
-    """The database (through `reports`), this process's recorders, capture budget and media plane, the built-in
-    bucket, the settings and the metrics."""
+    """The database (through `reports`), this process's recorders, capture budget and way to meetings' media,
+    the built-in bucket, the settings and the metrics."""
 
     reports: CaptureReports
     recorders: Recorders
-    media: MediaPlane
+    sources: MeetingMedia
     bucket: LocalBucket
     settings: Settings
     recorder_settings: RecorderSettings

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
+import time
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from recordkit.jobs.kinds import JobKind, RetryPolicy
 from recordkit.metrics import RecorderMeter
@@ -14,6 +19,7 @@ from recordkit.recording.capacity import COMPOSITE_UNITS
 from recordkit.recording.lifecycle import IllegalTransition
 from recordkit.recording.reports import CaptureReports
 from recordkit.recording.rows import ALL_PEERS_LEFT, INTERNAL_ERROR, MAX_SECONDS_REACHED
+from recordkit.recording.takeover import mark_started, media_start_s, new_part
 from recordkit.recording.work import WorkContext
 
 log = logging.getLogger(__name__)
@@ -28,25 +34,54 @@ async def record(context: WorkContext, recording_id: str) -> None:
 
 async def _record(context: WorkContext, recording_id: str) -> None:
     recording = await context.recorders.claim(recording_id)
+    part: Path | None = None
     if recording is None:
-        return
+        # Not INVOKED: perhaps capturing, with its worker gone or handing it over, for us to continue.
+        recording = await context.recorders.claim_for_takeover(recording_id)
+        if recording is None:
+            return
+        part = await asyncio.to_thread(new_part, spool_dir(context.settings.data_dir, recording_id))
+        log.info("recording %s: continuing it in %s", recording_id, part.name)
     meeting = await context.reports.meeting_by_id(recording.meeting_id)
     assert meeting is not None
     plan = OutputPlan.from_recording(recording.config, recording.output_file_name)
+    if part is not None:
+        # max_seconds counts the whole recording: a continuing segment gets what the earlier ones left.
+        left_s = plan.max_seconds - media_start_s(recording, time.time())
+        plan = replace(plan, max_seconds=max(1, math.ceil(left_s)))
     endings = CompositeEndings(context.reports, recording_id, context.recorders.node_id)
+    try:
+        source = await context.sources.open(recording)
+    except BaseException:
+        await context.recorders.release(recording_id)  # any worker may try at once, without waiting for the lease
+        raise
+    if part is None:
+
+        async def first_packet(began_wall_s: float) -> None:
+            await started(context.reports, recorder, recording_id, began_wall_s)
+    else:
+
+        async def first_packet(began_wall_s: float) -> None:
+            await continued(context.reports, recording_id, part, began_wall_s)
+
     recorder = Recorder(
         plan,
-        context.media.open_source(recording.meeting_id),
-        spool_dir(context.settings.data_dir, recording_id),
-        RecorderHooks(
-            first_packet=lambda began_wall_s: started(context.reports, recorder, recording_id, began_wall_s),
-            ended_by_itself=endings,
-        ),
+        source,
+        part or spool_dir(context.settings.data_dir, recording_id),
+        RecorderHooks(first_packet=first_packet, ended_by_itself=endings),
         keep_alive_s=meeting.session_keep_alive_time_in_secs,
         meter=RecorderMeter(context.metrics),
         settings=context.recorder_settings,
     )
-    await context.recorders.run(recording_id, recorder, endings)
+    await context.recorders.run(recording_id, recorder, endings, part)
+
+
+async def continued(reports: CaptureReports, recording_id: str, part: Path, began_wall_s: float) -> None:
+    """The first frame of a continuing segment: from here on it belongs to the recording's file."""
+    recording = await reports.get(recording_id)
+    if recording is None or recording.started_time is None:
+        return
+    await asyncio.to_thread(mark_started, part, began_wall_s, media_start_s(recording, began_wall_s))
 
 
 async def started(reports: CaptureReports, recorder: Recorder, recording_id: str, began_wall_s: float) -> None:

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,13 +55,16 @@ def recordkit_serve(
     env: dict[str, str] | None = None,
     *,
     log_level: str | None = None,
+    command_name: str = "serve",
+    args: Sequence[str] = (),
 ) -> Iterator[Served]:
-    """Start `python -m recordkit serve`, wait for /healthz, and stop it (SIGTERM) afterwards.
+    """Start `python -m recordkit serve` (or `command_name`: `worker`) with `args`, wait for /healthz, and stop it
+    (SIGTERM) afterwards.
 
     The log goes next to `data_dir` (`serve-<port>.log`); `log_level` is serve's `--log-level` (default info).
     """
     port = free_port()
-    command = [sys.executable, "-m", "recordkit", "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    command = [sys.executable, "-m", "recordkit", command_name, "--port", str(port), "--data-dir", str(data_dir), *args]
     if database_url:
         command += ["--database-url", database_url]
     if log_level:
