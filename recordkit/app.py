@@ -38,6 +38,7 @@ from recordkit.api import (
 )
 from recordkit.api.auth import token_verifies
 from recordkit.api.envelope import failure, ok
+from recordkit.api.meet_forwarding import MeetForwarder, MeetForwarding
 from recordkit.api.ratelimit import RateLimit, RateLimiter
 from recordkit.api.routing import mount
 from recordkit.clock import utcnow
@@ -116,6 +117,8 @@ class Services:
     webhooks: WebhookDispatcher
     metrics: Metrics
     heartbeat: Heartbeat
+    # Sends signalling for meetings hosted on other media nodes there; None for a process doing everything alone.
+    forwarder: MeetForwarder | None
     # When SIGTERM/SIGINT arrived (set by the server): recordings end at that instant.
     shutdown_requested_at: datetime | None = None
 
@@ -211,6 +214,11 @@ def build_services(settings: Settings, dispatcher: Dispatcher | None = None) -> 
         webhook_signer=webhook_signer,
         webhooks=WebhookDispatcher(db, webhook_signer, metrics),
         metrics=metrics,
+        forwarder=(
+            MeetForwarder(db, placement, media if hosts_media else None)
+            if placement is not None and roles & {API, MEDIA}
+            else None
+        ),
         heartbeat=Heartbeat(
             db,
             node_id,
@@ -295,6 +303,8 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await services.heartbeat.leave()
+            if services.forwarder is not None:
+                await services.forwarder.close()
             await services.media.close()
             await services.bus.close()
             await services.db.close()
@@ -333,6 +343,8 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
     if settings.rate_limit_per_minute:
         verifies = partial(token_verifies, api_token=settings.credentials.api_token, tokens=services.tokens)
         app.add_middleware(RateLimit, limiter=RateLimiter(settings.rate_limit_per_minute), verifies=verifies)
+    if services.forwarder is not None:
+        app.add_middleware(MeetForwarding, forwarder=services.forwarder)
     app.add_middleware(NormalisePath)
     return app
 

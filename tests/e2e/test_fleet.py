@@ -53,13 +53,19 @@ class Fleet:
 
 
 @asynccontextmanager
-async def fleet(tmp_path: Path, pg_url: str, workers: int, max_recordings: int) -> AsyncIterator[Fleet]:
+async def fleet(
+    tmp_path: Path, pg_url: str, workers: int, max_recordings: int, *, split: bool = False
+) -> AsyncIterator[Fleet]:
+    """One `serve --role api,media` (or, `split`, a `--role media` and a `--role api` through which every call goes,
+    signalling included) and `workers` workers."""
     data_dir, bucket = tmp_path / "data", tmp_path / "shared-bucket"
     bucket_args = ["--bucket-url", bucket.as_uri()]
     env = {**CREDENTIALS_ENV, "RECORDKIT_MAX_RECORDINGS": str(max_recordings), "RECORDKIT_DRAIN_TIMEOUT_S": "20"}
     with ExitStack() as processes:
+        if split:
+            processes.enter_context(recordkit_serve(data_dir, pg_url, env, args=["--role", "media"]))
         api = processes.enter_context(
-            recordkit_serve(data_dir, pg_url, env, args=["--role", "api,media", *bucket_args])
+            recordkit_serve(data_dir, pg_url, env, args=["--role", "api" if split else "api,media", *bucket_args])
         )
         started = [
             processes.enter_context(
@@ -211,8 +217,9 @@ async def test_recordings_beyond_the_workers_capacity_wait_invoked_and_start_whe
     pg_url: str, tmp_path: Path
 ) -> None:
     """Acceptance 3: two workers of one recording each, three recordings: the third waits INVOKED (never refused)
-    and starts when a recording stops; the wait shows in the worker's /metrics."""
-    async with fleet(tmp_path, pg_url, workers=2, max_recordings=1) as running, AsyncExitStack() as bots:
+    and starts when a recording stops; the wait shows in the worker's /metrics. The API and the media run in two
+    processes: the bots' signalling goes through the API node."""
+    async with fleet(tmp_path, pg_url, workers=2, max_recordings=1, split=True) as running, AsyncExitStack() as bots:
         setup = running.setup
         app_id, _ = setup.meeting()
         meetings = [setup.meeting(app_id)[1] for _ in range(3)]
