@@ -331,6 +331,11 @@ def bucket_folder(url: str | None) -> Path | None:
     if not url:
         return None
     parts = urlsplit(url)
+    if parts.scheme == "s3":
+        raise ValueError(
+            "--bucket-url s3://… is not supported yet: put the built-in bucket on a folder every process mounts "
+            "(file:///…), or send recordings to your own S3 bucket with storage_config"
+        )
     if parts.scheme != "file" or parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
         raise ValueError(
             f"--bucket-url must be file:///absolute/folder (a folder every process of the fleet shares), not {url!r}"
