@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from recordkit.clock import utcnow
 from recordkit.db.engine import Database
-from recordkit.db.models import Node, QueuedJob, Recording
+from recordkit.db.models import MediaRoom, Node, QueuedJob, Recording
 from recordkit.jobs.kinds import describe
 from recordkit.recording.capacity import COMPOSITE_UNITS, TRACK_UNITS, CaptureSlots
 from recordkit.recording.lifecycle import ACTIVE, Status
@@ -129,6 +129,8 @@ class Fleet:
     # (job kind, todo | doing) → how many.
     jobs: dict[tuple[str, str], int]
     recordings: dict[str, int]
+    # Meetings' rooms placed on each media node (placement.py).
+    rooms: dict[str, int]
 
 
 class FleetUnreadable(Exception):
@@ -185,7 +187,9 @@ async def read_fleet(db: Database) -> Fleet:
         else:
             jobs_rows = await session.execute(_PROCRASTINATE_QUEUE)
         jobs = {(kind, status): count for kind, status, count in jobs_rows}
-    return Fleet(at, nodes, dict(held), jobs, await recordings_by_status(db))
+        placed = await session.execute(select(MediaRoom.node_id, func.count()).group_by(MediaRoom.node_id))
+        rooms = dict(placed.tuples().all())
+    return Fleet(at, nodes, dict(held), jobs, await recordings_by_status(db), rooms)
 
 
 async def recordings_by_status(db: Database) -> dict[str, int]:
@@ -204,6 +208,8 @@ def render(fleet: Fleet) -> str:
             node.id,
             node.role,
             node.url,
+            node.media_address or "-",
+            str(fleet.rooms.get(node.id, 0)) if node.media_address else "-",
             f"{node.capacity_used}/{node.capacity_total}",
             str(len(fleet.held.get(node.id, []))),
             _moment(node.started_at),
@@ -214,7 +220,7 @@ def render(fleet: Fleet) -> str:
     # An owner without a heartbeat row: silent for over an hour, or a process from before heartbeats existed.
     known = {node.id for node in fleet.nodes}
     for owner in sorted(set(fleet.held) - known):
-        node_rows.append([owner, "-", "-", "-", str(len(fleet.held[owner])), "-", "no heartbeat"])
+        node_rows.append([owner, "-", "-", "-", "-", "-", str(len(fleet.held[owner])), "-", "no heartbeat"])
     held_rows = [
         [owner, held.recording_id, held.status, f"{_moment(held.since)} ({_span(at - held.since)})", _lease(at, held)]
         for owner, holding in sorted(fleet.held.items())
@@ -228,8 +234,13 @@ def render(fleet: Fleet) -> str:
     lines = [
         f"recordkit fleet at {_moment(at)}",
         "",
-        f"NODES (load: capture units in use / budget; {units})",
-        *_table(["NODE", "ROLE", "URL", "LOAD", "HOLDS", "STARTED", "LAST SEEN"], node_rows, "no process is running"),
+        f"NODES (media: where a media node's peers send media, and the meetings' rooms it hosts; load: capture "
+        f"units in use / budget; {units})",
+        *_table(
+            ["NODE", "ROLE", "URL", "MEDIA", "ROOMS", "LOAD", "HOLDS", "STARTED", "LAST SEEN"],
+            node_rows,
+            "no process is running",
+        ),
         "",
         "RECORDINGS HELD",
         *_table(["NODE", "RECORDING", "STATE", "SINCE", "LEASE"], held_rows, "none"),

@@ -62,7 +62,14 @@ async def test_status_shows_the_process_its_load_and_the_recording_it_holds(
             _, rid, _ = await bot_recorded(stack, setup, served.base_url)
             node = re.escape(f"{socket.gethostname()}:{served.pid}:") + r"\S+"
             # Its row: role, address, the composite's units in use, one recording held, seen in the last beats.
-            row = rf"^{node}\s+all\s+{re.escape(served.base_url)}\s+{COMPOSITE_UNITS}/\d+\s+1\s+.*\d+ s ago$"
+            # A process doing everything hosts media: its media address, and the one meeting's room it hosts when
+            # rooms are placed (PostgreSQL; one process on SQLite places nothing).
+            rooms = "0" if database_url is None else "1"
+            media = r"127\.0\.0\.1 udp any"
+            row = (
+                rf"^{node}\s+all\s+{re.escape(served.base_url)}\s+{media}\s+{rooms}\s+{COMPOSITE_UNITS}/\d+\s+1\s+"
+                r".*\d+ s ago$"
+            )
             shown = await until_shown(data_dir, database_url, row)
             assert re.search(row, shown, re.MULTILINE), shown
             assert re.search(rf"^{node}\s+{rid}\s+RECORDING\s+\S+ \S+ \(\d+ s\)\s+\d+ s left$", shown, re.M), shown
