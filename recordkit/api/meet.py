@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -127,25 +128,18 @@ async def get_slot_events(request: Request, meeting_id: str, peer_id: str) -> Re
     peer closes (asking again then answers 404) or the server shuts down."""
     participant, meeting = await _caller(request, meeting_id)
     peer = _media(request).peer(meeting.id, participant.id, peer_id.lower())
-    services = request.app.state.services
 
-    async def events() -> AsyncIterator[str]:
-        sent = None
-        idle_s = 0.0
-        while not peer.closing and services.shutdown_requested_at is None:
-            data = json.dumps({"peer_id": peer.id, "slots": [slot_json(slot) for slot in peer.slots]})
-            if data != sent:
-                yield f"event: slots\ndata: {data}\n\n"
-                sent, idle_s = data, 0.0
-            elif idle_s >= SLOT_EVENTS_KEEPALIVE_S:
-                yield ": keep-alive\n\n"
-                idle_s = 0.0
-            try:
-                await asyncio.wait_for(peer.next_slot_change(), SLOT_EVENTS_WAKE_S)
-            except TimeoutError:
-                idle_s += SLOT_EVENTS_WAKE_S
+    async def slot_change(timeout_s: float) -> bool:
+        try:
+            await asyncio.wait_for(peer.next_slot_change(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers=SLOT_EVENTS_HEADERS)
+    def slots() -> dict[str, Any]:
+        return {"peer_id": peer.id, "slots": [slot_json(slot) for slot in peer.slots]}
+
+    return _snapshot_stream(request, peer, "slots", slots, slot_change)
 
 
 @router.get(
@@ -166,20 +160,39 @@ async def get_room_events(request: Request, meeting_id: str, peer_id: str) -> Re
     media = _media(request)
     peer = media.peer(meeting.id, caller.recording_id, peer_id.lower(), hidden=True)
     room = media.room(meeting.id)
+    return _snapshot_stream(
+        request,
+        peer,
+        "room",
+        lambda: room_json(room, peer),
+        lambda timeout_s: _room_or_slots_change(room, peer, timeout_s),
+    )
+
+
+def _snapshot_stream(
+    request: Request,
+    peer: Peer,
+    event: str,
+    snapshot: Callable[[], Any],
+    changed: Callable[[float], Awaitable[bool]],
+) -> StreamingResponse:
+    """Server-sent `event`s whose data is `snapshot()`, first at once and then each time it differs after
+    `changed` returned; a comment line keeps an idle stream open. Ends when the peer closes or the server
+    shuts down."""
     services = request.app.state.services
 
     async def events() -> AsyncIterator[str]:
         sent = None
         idle_s = 0.0
         while not peer.closing and services.shutdown_requested_at is None:
-            data = json.dumps(room_json(room, peer))
+            data = json.dumps(snapshot())
             if data != sent:
-                yield f"event: room\ndata: {data}\n\n"
+                yield f"event: {event}\ndata: {data}\n\n"
                 sent, idle_s = data, 0.0
             elif idle_s >= SLOT_EVENTS_KEEPALIVE_S:
                 yield ": keep-alive\n\n"
                 idle_s = 0.0
-            if not await _room_or_slots_change(room, peer, SLOT_EVENTS_WAKE_S):
+            if not await changed(SLOT_EVENTS_WAKE_S):
                 idle_s += SLOT_EVENTS_WAKE_S
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=SLOT_EVENTS_HEADERS)
