@@ -52,7 +52,8 @@ SETTLE_S = 5.0
 
 def crash_time(recording: Recording, spool: Path, now: datetime) -> datetime:
     """When capture really ended: the spool's last write, never before capture began nor after now."""
-    written = [path.stat().st_mtime for path in spool.glob("*") if path.is_file()] if spool.exists() else []
+    # rglob: a recording continued elsewhere wrote last in its latest segment's folder (takeover.py).
+    written = [path.stat().st_mtime for path in spool.rglob("*") if path.is_file()] if spool.exists() else []
     if not written:
         return max(recording.started_time or now, min(now, recording.updated_at))
     last = datetime.fromtimestamp(max(written), UTC).replace(tzinfo=None)
