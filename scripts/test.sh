@@ -27,7 +27,8 @@ if ((${#lint_dirs[@]})); then
 fi
 
 set +e
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# The slowest tests are listed at the end, so the suite's 20-minute budget can be watched from any CI log.
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=30 "$@"
 rc=$?
 set -e
 if [[ $rc -eq 5 ]]; then
