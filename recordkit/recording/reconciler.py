@@ -109,7 +109,9 @@ class Reconciler:
                     ).scalars()
                 )
                 pending = await self.jobs.pending(session, JOB_KINDS)
-                waiting = await self.jobs.pending(session, JOB_KINDS, running=False)
+                # Only a takeover asks which jobs wait rather than run: a second query when something captures.
+                capturing = any(Status(row.status) in CAPTURING for row in rows)
+                waiting = await self.jobs.pending(session, JOB_KINDS, running=False) if capturing else set()
         except Exception:
             log.exception("a reconciler pass could not read the recordings; the next pass tries again")
             return

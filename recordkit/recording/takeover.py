@@ -68,8 +68,15 @@ def mark_started(part: Path, began_wall_s: float, start_s: float) -> None:
 
 def began_wall_s(part: Path) -> float | None:
     """When the segment's first frame was captured, once it was."""
+    started = _started(part)
+    return started[0] if started is not None else None
+
+
+def _started(part: Path) -> tuple[float, float] | None:
+    """`segment.json` of a segment that captured its first frame: (`began_wall_s`, `media_start_s`)."""
     try:
-        return float(json.loads((part / SEGMENT_FILE).read_text())["began_wall_s"])
+        written = json.loads((part / SEGMENT_FILE).read_text())
+        return float(written["began_wall_s"]), float(written["media_start_s"])
     except (OSError, ValueError, KeyError):
         return None
 
@@ -95,7 +102,7 @@ def join_parts(spool: Path, plan: OutputPlan) -> list[JoinedFile]:
 
     Idempotent across crashes: the first segment is first moved into `part-0/`, the joined file written whole
     into its place, and the part folders removed last; a file found both in place and in `part-0/` was joined."""
-    later = [(index, folder) for index, folder in parts(spool) if (folder / SEGMENT_FILE).exists()]
+    later = [(folder, started[1]) for _, folder in parts(spool) if (started := _started(folder)) is not None]
     if not later and not (spool / "part-0").exists():
         _remove_parts(spool)  # segments begun but never captured a frame
         return []
@@ -110,17 +117,13 @@ def join_parts(spool: Path, plan: OutputPlan) -> list[JoinedFile]:
         if not first.exists():
             continue
         segments = [Segment(first, 0.0)] + [
-            Segment(folder / name, _media_start_s(folder)) for _, folder in later if (folder / name).exists()
+            Segment(folder / name, start_s) for folder, start_s in later if (folder / name).exists()
         ]
         result = join_segments(segments, target, file_plan)
         log.info("%s: %d segments joined, gaps filled: %s s", name, len(segments), result.gaps_s)
         joined.append(JoinedFile(name, result.gaps_s))
     _remove_parts(spool)
     return joined
-
-
-def _media_start_s(folder: Path) -> float:
-    return float(json.loads((folder / SEGMENT_FILE).read_text())["media_start_s"])
 
 
 def _files(plan: OutputPlan) -> list[tuple[str, CompositeFile | AudioFile]]:
@@ -131,7 +134,7 @@ def _files(plan: OutputPlan) -> list[tuple[str, CompositeFile | AudioFile]]:
 
 
 def _remove_parts(spool: Path) -> None:
-    for folder in [spool / "part-0", *(folder for _, folder in parts(spool))]:
+    for _, folder in parts(spool):  # part-0 (the first segment, moved aside) included
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -55,13 +55,11 @@ async def _record(context: WorkContext, recording_id: str) -> None:
     except BaseException:
         await context.recorders.release(recording_id)  # any worker may try at once, without waiting for the lease
         raise
-    if part is None:
 
-        async def first_packet(began_wall_s: float) -> None:
+    async def first_packet(began_wall_s: float) -> None:
+        if part is None:
             await started(context.reports, recorder, recording_id, began_wall_s)
-    else:
-
-        async def first_packet(began_wall_s: float) -> None:
+        else:
             await continued(context.reports, recording_id, part, began_wall_s)
 
     recorder = Recorder(
