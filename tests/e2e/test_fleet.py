@@ -132,7 +132,7 @@ async def test_ten_recordings_in_five_meetings_spread_over_two_workers(pg_url: s
         recording = [await until_status(setup, app_id, rid, {"RECORDING"}, timeout_s=30) for rid in rids]
         assert [r["status"] for r in recording] == ["RECORDING"] * 10, recording
         owners = [await column(running.api.data_dir, pg_url, "owner_id", rid) for rid in rids]
-        await asyncio.sleep(4)
+        await asyncio.sleep(3)
         for rid in rids:
             await asyncio.to_thread(setup.data, "PUT", f"/{app_id}/recordings/{rid}", json={"action": "stop"})
         done = [await until_status(setup, app_id, rid, {"UPLOADED", "ERRORED"}, timeout_s=60) for rid in rids]
@@ -185,15 +185,15 @@ async def test_a_killed_worker_s_recording_goes_on_on_the_other_one(pg_url: str,
                 await asyncio.sleep(0.1)
 
         struck_at: list[float] = []
-        await asyncio.sleep(4)
+        await asyncio.sleep(3)
         holder = running.worker_of(await column(data_dir, pg_url, "owner_id", rid))
         assert holder is not None
         killed_after_s, seen_kill = await follow(holder, "kill")
-        await asyncio.sleep(4)
+        await asyncio.sleep(3)
         holder = running.worker_of(await column(data_dir, pg_url, "owner_id", rid))
         assert holder is not None
         drained_after_s, seen_term = await follow(holder, "term")
-        await asyncio.sleep(4)
+        await asyncio.sleep(3)
         await asyncio.to_thread(setup.data, "PUT", f"/{app_id}/recordings/{rid}", json={"action": "stop"})
         done = await until_status(setup, app_id, rid, {"UPLOADED", "ERRORED"}, timeout_s=60)
         assert done["status"] == "UPLOADED", done
@@ -236,7 +236,7 @@ async def test_recordings_beyond_the_workers_capacity_wait_invoked_and_start_whe
         started = await until_status(setup, app_id, waiting, {"RECORDING"}, timeout_s=15)
         started_after_s = time.monotonic() - freed_at
         holder = running.worker_of(await column(running.api.data_dir, pg_url, "owner_id", waiting))
-        await asyncio.sleep(2)
+        await asyncio.sleep(1)
         for rid in (second, waiting):
             await asyncio.to_thread(setup.data, "PUT", f"/{app_id}/recordings/{rid}", json={"action": "stop"})
         done = [await until_status(setup, app_id, rid, {"UPLOADED", "ERRORED"}) for rid in (first, second, waiting)]
