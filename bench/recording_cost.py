@@ -65,6 +65,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -709,9 +710,9 @@ class Breakdown:
     peer_error: str | None
 
 
-async def breakdown(d: Durations, work: Path, py_spy: str) -> Breakdown:
+async def breakdown(d: Durations, work: Path, py_spy: str, keep_profile: Path | None = None) -> Breakdown:
     """Part (8): a 2-participant recording, then another sampled with py-spy over its measured window, on a fresh
-    server; then, with the server gone, the peer."""
+    server; then, with the server gone, the peer. `keep_profile` gets a copy of py-spy's raw stacks."""
     data_dir = Path(tempfile.mkdtemp(dir=work))
     raw = work / "breakdown.raw"
     with bench_server(data_dir) as server:
@@ -728,6 +729,8 @@ async def breakdown(d: Durations, work: Path, py_spy: str) -> Breakdown:
         finally:
             await api.close()
     samples = stage_samples(raw.read_text())
+    if keep_profile is not None:
+        shutil.copyfile(raw, keep_profile)
     print(f"    recordkit: {plain.per_recording:.3f} cores per recording; the browser way …", flush=True)
     try:
         return Breakdown(plain, row, dict(samples), await run_peer(work / "peer-results"), None)
@@ -1033,6 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outputs", action="store_true", help="only (6): the cost of the RTMP and interactive outputs")
     parser.add_argument("--stills", action="store_true", help="only (7): audio-only and empty meetings")
     parser.add_argument("--breakdown", action="store_true", help="only (8): where the CPU goes, and the browser way")
+    parser.add_argument("--keep-profile", type=Path, help="with --breakdown: where to copy py-spy's raw stacks")
     args = parser.parse_args(argv)
     d = QUICK if args.quick else FULL
     if args.max_level is not None:
@@ -1045,7 +1049,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         with tempfile.TemporaryDirectory(prefix="recordkit-breakdown-") as work:
             try:
-                print_breakdown(asyncio.run(breakdown(d, Path(work), py_spy)))
+                print_breakdown(asyncio.run(breakdown(d, Path(work), py_spy, args.keep_profile)))
             except BenchError as error:
                 print(f"FAILED: {error}", file=sys.stderr, flush=True)
                 return 1

@@ -5,9 +5,9 @@ Frames are placed by the time their senders captured them (`wall_time_s`), never
 renders the instant `jitter_s` in the past, by which time frames of every participant for that instant
 have arrived. Audio and video of all participants share that one clock, so they stay in sync.
 
-Threads: the event loop reads tracks and queues what it reads; one worker thread owns the compositor,
-the mixer and the encoders (PyAV must not be driven from two threads at once) and does all the heavy
-work, so the media plane sharing the loop never waits on an encoder.
+Threads: the event loop reads tracks and queues their encoded frames; one worker thread owns the decoders,
+the compositor, the mixer and the encoders (PyAV must not be driven from two threads at once) and does all
+the heavy work, so the media plane sharing the loop never waits on a codec.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from recordkit.meetings.media.events import ParticipantJoined, ParticipantLeft, TrackAdded, TrackEnded
+from recordkit.meetings.media.reading import TrackDecoder
 from recordkit.meetings.media.source import MediaSource, UnknownTrack
 from recordkit.meetings.media.timing import media_now_s
 from recordkit.metrics import RecorderMeter
@@ -201,16 +202,18 @@ class Recorder:
         if kind == "video" and self.plan.composite is None:
             return
         try:
-            reader = self.source.frames(track_id)
+            reader = self.source.packets(track_id)
         except UnknownTrack:
             return
         # While paused, frames are dropped as they come, undecoded: memory stays flat however long it lasts.
         assert self._timeline is not None
         reader.skip_when(self._timeline.in_pause)
+        # Decoded in the worker thread when their time comes: one hand-off per output frame, not one per input frame.
+        decoder = TrackDecoder(reader, asyncio.get_running_loop().call_soon_threadsafe, self.source.max_frame_size)
         queue = self._inputs.queue(kind, peer_id)
         try:
-            async for timed in reader:
-                queue.append(timed)
+            async for encoded in reader:
+                queue.append(encoded, decoder)
         finally:
             reader.close()
             if kind == "video":

@@ -1,8 +1,10 @@
 """What a recorder's event loop has read and its worker thread has yet to use: bounded, per participant.
 
-Frames wait here until the output reaches their send time, normally a jitter delay (a few frames). A peer
-whose frames are dated ahead, or a worker that stalls, would otherwise grow a queue without end; each
-queue keeps at most so many frames and bytes, dropping the oldest, and counts what it dropped.
+Frames wait here encoded, each with the `TrackDecoder` of its track, until the output reaches their send time,
+normally a jitter delay (a few frames); the worker thread decodes them as it takes them. The event loop then
+only queues a frame (no hand-off to a decoding thread and back for each), and a queue holds bytes as sent, not
+pictures. A peer whose frames are dated ahead, or a worker that stalls, would otherwise grow a queue without
+end; each queue keeps at most so many frames and bytes, dropping the oldest, and counts what it dropped.
 """
 
 from __future__ import annotations
@@ -13,53 +15,53 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from recordkit.meetings.media.reading import TimedFrame
+from recordkit.meetings.media.reading import TimedFrame, TrackDecoder
+from recordkit.meetings.media.receiving import EncodedFrame
 
 log = logging.getLogger(__name__)
 
-# Two seconds of 30 fps video, within 48 MB: 15 frames of 1080p, more of anything smaller.
+# Two seconds of 30 fps video, within 16 MB (what a `PacketReader` holds at most too).
 MAX_VIDEO_FRAMES = 60
-MAX_VIDEO_BYTES = 48 * 1024 * 1024
+MAX_VIDEO_BYTES = 16 * 1024 * 1024
 # Ten seconds of 20 ms audio frames.
 MAX_AUDIO_FRAMES = 500
 MAX_AUDIO_BYTES = 8 * 1024 * 1024
 
 
 class FrameQueue:
-    """Decoded frames of one participant and kind, oldest first. The event loop appends, the worker thread
-    takes; a lock keeps the byte count true between the two."""
+    """Encoded frames of one participant and kind, oldest first. The event loop appends, the worker thread
+    takes (and decodes); a lock keeps the byte count true between the two."""
 
     def __init__(self, name: str, max_frames: int, max_bytes: int) -> None:
         self.name = name
         self.max_frames = max_frames
         self.max_bytes = max_bytes
         self.dropped = 0
-        self._frames: deque[tuple[TimedFrame, int]] = deque()
+        self._frames: deque[tuple[EncodedFrame, TrackDecoder]] = deque()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def append(self, timed: TimedFrame) -> None:
-        size = sum(plane.buffer_size for plane in timed.frame.planes)
+    def append(self, encoded: EncodedFrame, decoder: TrackDecoder) -> None:
         with self._lock:
-            self._frames.append((timed, size))
-            self._bytes += size
+            self._frames.append((encoded, decoder))
+            self._bytes += len(encoded.data)
             dropped_before = self.dropped
             while len(self._frames) > self.max_frames or (self._bytes > self.max_bytes and len(self._frames) > 1):
-                _, oldest_size = self._frames.popleft()
-                self._bytes -= oldest_size
+                oldest, _ = self._frames.popleft()
+                self._bytes -= len(oldest.data)
                 self.dropped += 1
         if dropped_before == 0 and self.dropped:
             log.warning("%s: frames arrive faster than the output uses them; dropping the oldest", self.name)
 
     def take_until(self, wall_s: float) -> list[TimedFrame]:
-        """Remove and return the frames sent at or before `wall_s`."""
+        """Remove the frames sent at or before `wall_s` and return them decoded (in the calling thread)."""
         taken = []
         with self._lock:
             while self._frames and self._frames[0][0].wall_time_s <= wall_s:
-                timed, size = self._frames.popleft()
-                self._bytes -= size
-                taken.append(timed)
-        return taken
+                item = self._frames.popleft()
+                self._bytes -= len(item[0].data)
+                taken.append(item)
+        return [timed for encoded, decoder in taken for timed in decoder.decode(encoded)]
 
     def __len__(self) -> int:
         return len(self._frames)

@@ -47,8 +47,8 @@ class _Input:
 
     def __init__(self, channels: int, size: int) -> None:
         self.ring = np.zeros((channels, size), np.float32)
-        self.resampler: av.AudioResampler | None = None
-        self.input_format: tuple[str, str, int] | None = None  # (format, layout, rate) the resampler expects
+        self.resampler: av.AudioResampler | None = None  # None while the input needs none (or before any)
+        self.input_format: tuple[str, str, int] | None = None  # (format, layout, rate) of the input so far
         self.expected_in: float | None = None  # where the next input frame would start if contiguous, seconds
         self.write_index = 0  # where the next resampled sample goes, absolute sample index
         self.written_until = 0  # end of the furthest sample written, absolute sample index
@@ -86,20 +86,28 @@ class Mixer:
         source.leaving = False
         input_format = (frame.format.name, frame.layout.name, frame.sample_rate)
         contiguous = source.expected_in is not None and abs(pts_s - source.expected_in) <= CONTIGUOUS_TOLERANCE_S
-        if source.resampler is None or input_format != source.input_format or not contiguous:
+        if input_format != source.input_format or not contiguous:
             # A new stream or a jump: start over, so the resampler's buffered tail is not spliced onto it.
             # Mono and stereo keep their layout here and are mapped below; swresample would take 3 dB off a
-            # mono voice spread over two channels. Anything wider is downmixed by swresample.
+            # mono voice spread over two channels. Anything wider is downmixed by swresample. Audio already at
+            # the mix's rate in a plain format (what decoders give) needs no resampler: its samples are converted
+            # to float as swresample would, at a fraction of its cost per frame.
             channels = frame.layout.nb_channels
+            direct = frame.sample_rate == self.sample_rate and channels <= 2 and frame.format.name in _DIRECT_FORMATS
             layout = frame.layout.name if channels <= 2 else self.layout
-            source.resampler = av.AudioResampler(format="fltp", layout=layout, rate=self.sample_rate)
+            source.resampler = (
+                None if direct else av.AudioResampler(format="fltp", layout=layout, rate=self.sample_rate)
+            )
             source.input_format = input_format
             source.write_index = round(pts_s * self.sample_rate)
             source.expected_in = pts_s
         assert source.expected_in is not None
         source.expected_in += frame.samples / frame.sample_rate
-        for converted in source.resampler.resample(frame):
-            samples = converted.to_ndarray()
+        if source.resampler is None:
+            blocks = [_float_samples(frame)]
+        else:
+            blocks = [converted.to_ndarray() for converted in source.resampler.resample(frame)]
+        for samples in blocks:
             if samples.shape[0] != self.channels:
                 # mono → both channels at full level; stereo → mono as the mean of the two
                 samples = np.repeat(samples, 2, axis=0) if self.channels == 2 else samples.mean(axis=0, keepdims=True)
@@ -197,6 +205,21 @@ class Mixer:
             spans.append((ring_at, start, length))
             start, count = start + length, count - length
         return spans
+
+
+# Sample formats taken as they are at the mix's rate: int16 and float, interleaved or planar.
+_DIRECT_FORMATS = frozenset({"s16", "s16p", "flt", "fltp"})
+
+
+def _float_samples(frame: av.AudioFrame) -> np.ndarray:
+    """A frame in one of `_DIRECT_FORMATS` as float32 shaped (channels, samples), int16 scaled by 1/32768 (as
+    swresample converts it)."""
+    samples = frame.to_ndarray()
+    if not frame.format.is_planar:
+        samples = samples.reshape(-1, frame.layout.nb_channels).T  # interleaved: one row of all channels
+    if samples.dtype == np.int16:
+        return samples.astype(np.float32) * np.float32(1 / 32768)
+    return samples.astype(np.float32, copy=False)
 
 
 def _sliding_min(values: np.ndarray, width: int) -> np.ndarray:

@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import cast
 
-import av
-import numpy as np
-
-from recordkit.meetings.media.reading import TimedFrame
+from recordkit.meetings.media.reading import TrackDecoder
+from recordkit.meetings.media.receiving import EncodedFrame
 from recordkit.metrics import Metrics, RecorderMeter
 from recordkit.recorder.inputs import MAX_AUDIO_FRAMES, Inputs
 from tests.support.metrics import metric
 
+# The queues here only overflow: nothing is taken from them, so nothing is decoded.
+NEVER_DECODED = cast(TrackDecoder, None)
 
-def audio_frame(index: int) -> TimedFrame:
-    frame = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.int16), format="s16", layout="mono")
-    frame.sample_rate = 48_000
-    return TimedFrame(frame, index * 960, Fraction(1, 48_000), 1000.0 + index * 0.02)
+
+def audio_frame(index: int) -> EncodedFrame:
+    return EncodedFrame(b"\xfc" + bytes(80), index * 960, Fraction(1, 48_000), True, 1000.0 + index * 0.02)
 
 
 def flood(inputs: Inputs, peer_id: str, frames: int) -> None:
     queue = inputs.queue("audio", peer_id)
     for index in range(frames):
-        queue.append(audio_frame(index))
+        queue.append(audio_frame(index), NEVER_DECODED)
 
 
 def test_dropped_frames_are_counted_once_and_stay_counted_after_their_participant_left() -> None:

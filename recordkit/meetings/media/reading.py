@@ -1,8 +1,9 @@
 """Reading one received track: its encoded frames as they come, or decoded frames on demand.
 
-A reader is a sink on a `ReceivedTrack` for as long as it is open, and only a `FrameReader` decodes —
-so a track nobody reads decoded costs no decoding. Both are async iterators that end when the track
-ends, and async context managers that stop reading on exit.
+A reader is a sink on a `ReceivedTrack` for as long as it is open, and only a `FrameReader` (or a
+`TrackDecoder` its owner drives in a thread of its own, as the recorder does) decodes — so a track nobody
+reads decoded costs no decoding. Both readers are async iterators that end when the track ends, and async
+context managers that stop reading on exit.
 
 Peers are not trusted: a reader's queue is bounded in frames and bytes (a stalled reader drops its
 backlog, counted, and starts again at a keyframe), a reader told to skip an interval (a paused recording)
@@ -153,68 +154,49 @@ class PacketReader:
         self.close()
 
 
-class FrameReader:
-    """The decoded frames of one track, from now on. Decoding runs in the default executor, one frame
-    at a time, and only while this reader is open."""
+class TrackDecoder:
+    """Decodes one track's encoded frames in the thread that calls `decode` (one thread at a time).
+
+    A frame whose header declares a picture over `max_frame_size` is refused before decoding, and so are the
+    frames after it until a keyframe that fits; a corrupt frame is counted and skipped. Either way the publisher
+    is asked for a keyframe, through `on_loop`: it runs a call on the event loop, which owns the reader and the
+    track (`loop.call_soon_threadsafe` from a worker thread).
+    """
 
     def __init__(
         self,
-        track: ReceivedTrack,
-        max_queued: int = MAX_QUEUED_FRAMES,
+        packets: PacketReader,
+        on_loop: Callable[[Callable[[], None]], object],
         max_frame_size: FrameSize = DEFAULT_MAX_FRAME_SIZE,
     ) -> None:
-        self.track = track
+        self.track = packets.track
         self.decode_errors = 0
         self.refused = 0
         self.max_frame_size = max_frame_size
-        self._packets = PacketReader(track, max_queued)
-        self._decoder = get_decoder(track.codec)
-        self._ready: deque[TimedFrame] = deque()
+        self._packets = packets
+        self._on_loop = on_loop
+        self._decoder = get_decoder(self.track.codec)
         self._refusing = False
 
-    @property
-    def dropped(self) -> int:
-        """Encoded frames thrown away because this reader fell too far behind."""
-        return self._packets.dropped
-
-    @property
-    def skipped(self) -> int:
-        """Encoded frames dropped unqueued because they fell in an interval `skip_when` names."""
-        return self._packets.skipped
-
-    def skip_when(self, sent_in_skipped_interval: Callable[[float], bool]) -> None:
-        """Drop, undecoded, every frame from now on whose send time the predicate names."""
-        self._packets.skip_when(sent_in_skipped_interval)
-
-    def close(self) -> None:
-        """Stop reading and decoding; the iterator ends."""
-        self._packets.close()
-
-    async def next(self) -> TimedFrame | None:
-        """The next decoded frame, or None once the track ended or on close."""
-        loop = asyncio.get_running_loop()
-        while not self._ready:
-            encoded = await self._packets.next()
-            if encoded is None:
-                return None
-            if not self._within_size_limit(encoded):
-                continue
-            try:
-                frames = await loop.run_in_executor(
-                    None, self._decoder.decode, JitterFrame(data=encoded.data, timestamp=encoded.pts)
-                )
-            except av.FFmpegError:
-                # Corrupt input: keep the decoder and ask for a fresh picture, as aiortc does.
-                self.decode_errors += 1
-                self.track.request_keyframe()
-                continue
-            for frame in frames:
-                frame.pts = encoded.pts if frame.pts is None else frame.pts
-                frame.time_base = encoded.time_base
-                # Frames past the first from one packet (never seen with VP8/Opus) keep their own pts.
-                offset_s = float((frame.pts - encoded.pts) * encoded.time_base)
-                self._ready.append(TimedFrame(frame, frame.pts, encoded.time_base, encoded.wall_time_s + offset_s))
-        return self._ready.popleft()
+    def decode(self, encoded: EncodedFrame) -> list[TimedFrame]:
+        """The frames decoded from `encoded` (none for a refused or corrupt frame)."""
+        if not self._within_size_limit(encoded):
+            return []
+        try:
+            frames = self._decoder.decode(JitterFrame(data=encoded.data, timestamp=encoded.pts))
+        except av.FFmpegError:
+            # Corrupt input: keep the decoder and ask for a fresh picture, as aiortc does.
+            self.decode_errors += 1
+            self._on_loop(self.track.request_keyframe)
+            return []
+        timed = []
+        for frame in frames:
+            frame.pts = encoded.pts if frame.pts is None else frame.pts
+            frame.time_base = encoded.time_base
+            # Frames past the first from one packet (never seen with VP8/Opus) keep their own pts.
+            offset_s = float((frame.pts - encoded.pts) * encoded.time_base)
+            timed.append(TimedFrame(frame, frame.pts, encoded.time_base, encoded.wall_time_s + offset_s))
+        return timed
 
     def _within_size_limit(self, encoded: EncodedFrame) -> bool:
         """False for a frame whose header declares a picture over the limit (or cannot be read), and for
@@ -236,8 +218,71 @@ class FrameReader:
             reason = unreadable or f"it declares {too_large[0]}, over the limit of {self.max_frame_size}"
             log.warning("refusing frames of a %s track before decoding: %s", self.track.mime_type, reason)
         self._refusing = True
-        self._packets.restart_at_keyframe()
+        self._on_loop(self._packets.restart_at_keyframe)
         return False
+
+
+class FrameReader:
+    """The decoded frames of one track, from now on. Decoding runs in the default executor, one frame
+    at a time, and only while this reader is open."""
+
+    def __init__(
+        self,
+        track: ReceivedTrack,
+        max_queued: int = MAX_QUEUED_FRAMES,
+        max_frame_size: FrameSize = DEFAULT_MAX_FRAME_SIZE,
+    ) -> None:
+        self.track = track
+        self._packets = PacketReader(track, max_queued)
+        self._decoder = TrackDecoder(self._packets, self._on_loop, max_frame_size)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready: deque[TimedFrame] = deque()
+
+    @property
+    def max_frame_size(self) -> FrameSize:
+        return self._decoder.max_frame_size
+
+    @property
+    def decode_errors(self) -> int:
+        """Frames the decoder could not decode."""
+        return self._decoder.decode_errors
+
+    @property
+    def refused(self) -> int:
+        """Frames refused before decoding: over the size limit, or after such a frame until a keyframe."""
+        return self._decoder.refused
+
+    @property
+    def dropped(self) -> int:
+        """Encoded frames thrown away because this reader fell too far behind."""
+        return self._packets.dropped
+
+    @property
+    def skipped(self) -> int:
+        """Encoded frames dropped unqueued because they fell in an interval `skip_when` names."""
+        return self._packets.skipped
+
+    def skip_when(self, sent_in_skipped_interval: Callable[[float], bool]) -> None:
+        """Drop, undecoded, every frame from now on whose send time the predicate names."""
+        self._packets.skip_when(sent_in_skipped_interval)
+
+    def close(self) -> None:
+        """Stop reading and decoding; the iterator ends."""
+        self._packets.close()
+
+    async def next(self) -> TimedFrame | None:
+        """The next decoded frame, or None once the track ended or on close."""
+        self._loop = asyncio.get_running_loop()
+        while not self._ready:
+            encoded = await self._packets.next()
+            if encoded is None:
+                return None
+            self._ready.extend(await self._loop.run_in_executor(None, self._decoder.decode, encoded))
+        return self._ready.popleft()
+
+    def _on_loop(self, action: Callable[[], None]) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(action)
 
     def __aiter__(self) -> FrameReader:
         return self

@@ -97,6 +97,8 @@ class EventStream:
 class MediaSource(Protocol):
     """A meeting's media as a recorder reads it."""
 
+    max_frame_size: FrameSize  # the largest picture `frames()` decodes; a recorder decoding packets keeps to it too
+
     def events(self) -> EventStream:
         """The room's events, present state first (joins carry `at_s == 0.0` for those already in)."""
         ...
