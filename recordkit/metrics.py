@@ -53,6 +53,13 @@ class Metrics:
             "Seconds composite recorders' worker threads spent rendering and encoding output frames.",
             registry=self.registry,
         )
+        self._recorder_cpu = Counter(
+            "recordkit_recorder_cpu_seconds",
+            "CPU seconds composite recorders' worker threads spent, by stage: video_decode, compose, video_encode "
+            "(muxing included), audio_decode, mix, audio_encode (muxing included).",
+            ["stage"],
+            registry=self.registry,
+        )
         self._queue_wait = Histogram(
             "recordkit_job_queue_wait_seconds",
             "How long a job attempt waited in the queue between falling due and starting, by job kind.",
@@ -118,6 +125,9 @@ class Metrics:
     def frames_dropped(self, stage: str, count: int) -> None:
         self._frames_dropped.labels(stage).inc(count)
 
+    def recorder_cpu(self, stage: str, seconds: float) -> None:
+        self._recorder_cpu.labels(stage).inc(seconds)
+
 
 class RecorderMeter:
     """What one composite recorder reports after each output frame. Its dropped-frame counts are running totals
@@ -126,10 +136,18 @@ class RecorderMeter:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
         self._dropped: dict[str, int] = {}
+        self._cpu_s: dict[str, float] = {}
 
-    def frame(self, rendered_s: float, behind_s: float, skipped: int, dropped: Mapping[str, int]) -> None:
+    def frame(
+        self,
+        rendered_s: float,
+        behind_s: float,
+        skipped: int,
+        dropped: Mapping[str, int],
+        cpu_s: Mapping[str, float] | None = None,
+    ) -> None:
         """One output frame took `rendered_s` in the worker and was written `behind_s` late; `skipped` frames
-        before the next one will not be rendered."""
+        before the next one will not be rendered. `cpu_s`: the worker's CPU seconds per stage so far."""
         self._metrics.frame_written(rendered_s, behind_s)
         if skipped > 0:
             self._metrics.frames_dropped("skipped", skipped)
@@ -138,3 +156,8 @@ class RecorderMeter:
             if new > 0:
                 self._metrics.frames_dropped(stage, new)
                 self._dropped[stage] = total
+        for stage, seconds in (cpu_s or {}).items():
+            added_s = seconds - self._cpu_s.get(stage, 0.0)
+            if added_s > 0:
+                self._metrics.recorder_cpu(stage, added_s)
+                self._cpu_s[stage] = seconds

@@ -40,6 +40,7 @@ from recordkit.recorder.outputs.hls import HlsOutput, hls_dir, package_hls
 from recordkit.recorder.outputs.rtmp import RtmpOutput
 from recordkit.recorder.plan import SAMPLE_RATE, CompositeFile, OutputPlan
 from recordkit.recorder.spool import DiskFloor
+from recordkit.recorder.stages import StageClock
 from recordkit.recorder.tasks import RecorderTasks
 from recordkit.recorder.timeline import Timeline
 from recordkit.recorder.watermark import Watermark, load_watermark
@@ -115,6 +116,7 @@ class Recorder:
         self._audio_file: AudioFileEncoder | None = None
         self._compositor: Compositor | None = None
         self._mixer = Mixer(self._channels())
+        self._stages = StageClock()  # the worker thread's CPU by stage (recordkit_recorder_cpu_seconds_total)
         self._watermark: Watermark | None = None
         self._watermark_shown: Watermark | None = None  # the one on the last frame written
         self._still = False  # the last tick wrote no picture (nothing changed), and nothing streams live
@@ -242,7 +244,7 @@ class Recorder:
             rendered_s = await self._in_worker(_timed, self._render_ticks, walls)
             behind_s = media_now_s() - self.settings.jitter_s - render_wall_s
             following = next_tick(tick, behind_s, interval_s)
-            self.meter.frame(rendered_s, behind_s, following - tick - 1, self._frames_dropped())
+            self.meter.frame(rendered_s, behind_s, following - tick - 1, self._frames_dropped(), self._stages.totals())
             if self.first_packet_wall_s is None and self._first_packet_written():
                 self.first_packet_wall_s = media_now_s()
                 self._first_packet_told = self._tasks.hook(self.hooks.first_packet(self._timeline_start()))
@@ -391,14 +393,18 @@ class Recorder:
         self._rendered_until_wall_s = render_wall_s
         while self._inputs.changes:
             self._inputs.changes.popleft()()
+        self._stages.start()
         self._feed_mixer(render_wall_s)
+        self._stages.lap("audio_decode")
         if self._compositor is not None:
             self._update_tiles(render_wall_s)  # paused too: what was queued goes, the newest stays on its tile
+        self._stages.lap("video_decode")
         media_s = self._timeline.media_time(render_wall_s)
         streams_live = self._composite is not None and self._composite.live
         if media_s is None:
             if self._composite is not None:
                 self._composite.write_pause(render_wall_s)
+            self._stages.lap("video_encode")
             self._still = not streams_live
             return
         wrote_picture = self._write_picture(media_s, render_wall_s, last)
@@ -407,11 +413,13 @@ class Recorder:
         samples = round((end_s - self._audio_cursor_s) * SAMPLE_RATE)
         if samples > 0:
             block = self._mixer.mix(self._audio_cursor_s, samples)
+            self._stages.lap("mix")
             if self._composite is not None:
                 self._composite.write_audio(block, self._audio_cursor_s)
             if self._audio_file is not None:
                 self._audio_file.write_audio(block, self._audio_cursor_s)
             self._audio_cursor_s += samples / SAMPLE_RATE
+            self._stages.lap("audio_encode")
 
     def _write_picture(self, media_s: float, render_wall_s: float, last: bool) -> bool:
         """Compose and encode a frame if the picture changed or the outputs need one; whether it did."""
@@ -428,7 +436,9 @@ class Recorder:
         if self._watermark is not None:
             self._watermark.apply(frame)
         self._watermark_shown = self._watermark
+        self._stages.lap("compose")
         self._composite.write_video(frame, media_s, render_wall_s)
+        self._stages.lap("video_encode")
         return True
 
     def _update_tiles(self, render_wall_s: float) -> None:

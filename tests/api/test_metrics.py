@@ -16,6 +16,7 @@ from recordkit.bot.client import join
 from recordkit.bot.synthetic import EncodedLoopAudioTrack, EncodedLoopVideoTrack, SyntheticClock
 from recordkit.config import build_settings
 from recordkit.recorder.composite import STILL_TICKS
+from recordkit.recorder.stages import STAGES
 from tests.helpers import BASE, CREDENTIALS_ENV, Api
 from tests.recorder.test_composite_e2e import until_status
 from tests.support.media import Setup, ThreadServer
@@ -70,6 +71,10 @@ async def test_a_recording_shows_in_the_metrics_from_capture_to_upload_and_webho
     assert metric(text, "recordkit_recordings", state="UPLOADED") == 1
     assert metric(text, "recordkit_recordings", state="RECORDING") == 0
     assert metric(text, "recordkit_encode_seconds_total") > 0
+    # The worker thread's CPU by stage: each stage did work, and CPU never exceeds the wall time spent rendering.
+    stage_cpu_s = {stage: metric(text, "recordkit_recorder_cpu_seconds_total", stage=stage) for stage in STAGES}
+    assert all(stage_cpu_s[stage] > 0 for stage in ("video_decode", "video_encode", "audio_decode", "audio_encode"))
+    assert sum(stage_cpu_s.values()) <= metric(text, "recordkit_encode_seconds_total")
     # One observation per pass of the output loop: a pass renders one frame, or up to six while the picture
     # stands still (composite.STILL_TICKS), for two seconds and more at 30 fps.
     assert metric(text, "recordkit_capture_lag_seconds_count") >= 2 * 30 / STILL_TICKS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from fractions import Fraction
 from typing import cast
 
@@ -9,6 +10,7 @@ from recordkit.meetings.media.reading import TrackDecoder
 from recordkit.meetings.media.receiving import EncodedFrame
 from recordkit.metrics import Metrics, RecorderMeter
 from recordkit.recorder.inputs import MAX_AUDIO_FRAMES, Inputs
+from recordkit.recorder.stages import STAGES, StageClock
 from tests.support.metrics import metric
 
 # The queues here only overflow: nothing is taken from them, so nothing is decoded.
@@ -41,3 +43,32 @@ def test_dropped_frames_are_counted_once_and_stay_counted_after_their_participan
     assert metric(text, "recordkit_encode_seconds_total") == 1.0
     assert metric(text, "recordkit_capture_lag_seconds_count") == 3
     assert metric(text, "recordkit_capture_lag_seconds_bucket", le="1.0") == 2
+
+
+def test_recorder_cpu_by_stage_is_exported_as_running_totals() -> None:
+    metrics = Metrics()
+    meter = RecorderMeter(metrics)
+    meter.frame(0.01, 0.0, 0, {}, {"video_encode": 0.5, "compose": 0.1})
+    meter.frame(0.01, 0.0, 0, {}, {"video_encode": 0.75, "compose": 0.1})
+    text = metrics.exposition().decode()
+    assert metric(text, "recordkit_recorder_cpu_seconds_total", stage="video_encode") == 0.75
+    assert metric(text, "recordkit_recorder_cpu_seconds_total", stage="compose") == 0.1
+
+
+def test_a_stage_clock_gives_each_stage_the_cpu_its_work_used() -> None:
+    clock = StageClock()
+    clock.start()
+    spin(0.05)
+    clock.lap("video_encode")
+    time.sleep(0.05)  # waiting is not CPU
+    clock.lap("mix")
+    totals = clock.totals()
+    assert 0.04 <= totals["video_encode"] <= 0.2
+    assert totals["mix"] < 0.01
+    assert set(totals) == set(STAGES)
+
+
+def spin(cpu_s: float) -> None:
+    until_s = time.thread_time() + cpu_s
+    while time.thread_time() < until_s:
+        pass
