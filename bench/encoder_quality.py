@@ -88,6 +88,8 @@ CANDIDATES = [
     Candidate("8x8dct=0", params="partitions=i4x4:8x8dct=0"),
     Candidate("partitions=i8x8", params="partitions=i8x8"),
     Candidate("cabac=0", params="partitions=i8x8,i4x4:cabac=0"),
+    Candidate("shipped, no-deblock", crf="23.1", params="partitions=i8x8,i4x4:me=dia:no-deblock=1"),
+    Candidate("subme=1 aq-mode=0 crf 27", crf="27", params="partitions=i8x8,i4x4:me=dia:subme=1:aq-mode=0"),
 ]
 
 

@@ -36,12 +36,10 @@ It prints:
 7. **Still pictures** (issue 15, item 3): the same figure for a meeting of two audio-only bots and for an
    empty meeting (nobody joined: the recorder waits for the empty-meeting timeout), whose composite does not
    change from frame to frame.
-8. **Where the CPU goes** (issue 15, ``--breakdown`` only): the cost of (1) for a 2-participant recording, then
-   a second one sampled with py-spy over its measured window (``bench.breakdown``: each on-CPU sample goes to a
-   stage by the functions on its stack; a stage's cores are its share of the samples times the server's cores
-   then), then the browser way (``../shared/peer/run_peer.sh``, 720p veryfast, one run) and the ratio recordkit
-   (the first recording: py-spy pauses the server to sample it) ÷ browser. py-spy is not a dependency: it is
-   taken from ``$PY_SPY``, PATH or ``.venv``.
+8. **Where the CPU goes** (issue 15, ``--breakdown`` only): the cost of (1) for a 2-participant recording split
+   into the recorder's stages (its worker thread's CPU clock, from ``/metrics``), the event loop thread and the
+   rest (``bench.breakdown``), then the browser way (``../shared/peer/run_peer.sh``, 720p veryfast, one run) and
+   the ratio recordkit ÷ browser.
 
 The targets (issue 5) are printed next to the figures. It is a benchmark: it prints, and never asserts.
 Every CPU window also reports this process's CPU (the bots) and that of every other process on the machine
@@ -65,7 +63,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -84,17 +81,7 @@ if str(ROOT) not in sys.path:  # `python bench/recording_cost.py` needs the root
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.breakdown import (  # noqa: E402
-    GET_PY_SPY,
-    PEER_CONFIG,
-    SPY_RATE_HZ,
-    STAGE_NAMES,
-    PeerRun,
-    find_py_spy,
-    py_spy_record,
-    run_peer,
-    stage_samples,
-)
+from bench.breakdown import PEER_CONFIG, PeerRun, Window, measure, run_peer  # noqa: E402
 from bench.support import (  # noqa: E402
     Api,
     BenchError,
@@ -108,6 +95,7 @@ from recordkit.bot.client import join  # noqa: E402
 from recordkit.bot.synthetic import EncodedLoopAudioTrack, EncodedLoopVideoTrack, SyntheticClock  # noqa: E402
 from recordkit.clock import parse_iso8601  # noqa: E402
 from recordkit.recorder.layout import Rect, content_rect, grid  # noqa: E402
+from recordkit.recorder.stages import STAGES  # noqa: E402
 from tests.support.rtmp_server import rtmp_server  # noqa: E402
 from tests.support.server import Served  # noqa: E402
 
@@ -701,41 +689,46 @@ async def still_rows(d: Durations, work: Path) -> list[tuple[str, CostRow]]:
 
 @dataclass
 class Breakdown:
-    """Part (8): a 2-participant recording's cost, another's py-spy samples per stage, the browser way's run."""
+    """Part (8): one 2-participant recording's cost by thread and stage, and the browser way's run."""
 
-    plain: CostRow  # measured alone: the ratio's figure
-    row: CostRow  # measured under py-spy: the breakdown's
-    samples: dict[str, int]
+    idle: Window
+    rec: Window
+    window_s: float
     peer: PeerRun | None
     peer_error: str | None
 
+    @property
+    def per_recording(self) -> float:
+        return self.rec.server - self.idle.server
 
-async def breakdown(d: Durations, work: Path, py_spy: str, keep_profile: Path | None = None) -> Breakdown:
-    """Part (8): a 2-participant recording, then another sampled with py-spy over its measured window, on a fresh
-    server; then, with the server gone, the peer. `keep_profile` gets a copy of py-spy's raw stacks."""
-    data_dir = Path(tempfile.mkdtemp(dir=work))
-    raw = work / "breakdown.raw"
-    with bench_server(data_dir) as server:
+
+async def breakdown(d: Durations, work: Path) -> Breakdown:
+    """Part (8): on a fresh server, two bots idle, then recorded, each over a window; then, with the server gone,
+    the peer."""
+    with bench_server(Path(tempfile.mkdtemp(dir=work))) as server:
         api = RecordingApi(server)
+        bots = Bots(api)
         try:
             await api.new_app("Breakdown bench")
-
-            async def sample(seconds: float) -> None:
-                await py_spy_record(py_spy, server.pid, seconds, raw)
-
-            total_s = d.settle_s + d.window_s + 1
-            plain, _, _ = await cost_row(server, api, 2, d, d.window_s, total_s, work)
-            row, _, _ = await cost_row(server, api, 2, d, d.window_s, total_s, work, during=sample)
+            meeting_id = await bots.meeting(2)
+            await asyncio.sleep(d.settle_s)
+            idle = await measure(server.pid, server.base_url, d.window_s)
+            started = await api.start(meeting_id)
+            data, _ = await api.until(started["id"], {"RECORDING"}, 0.1)
+            if data["status"] != "RECORDING":
+                raise BenchError(f"recording {data['id']} went {data['status']}:\n{server.log_tail()}")
+            await asyncio.sleep(d.settle_s)
+            rec = await measure(server.pid, server.base_url, d.window_s)
+            await api.stop(data["id"])
+            await api.until(data["id"], {"UPLOADED"}, 0.05)
         finally:
+            await bots.leave()
             await api.close()
-    samples = stage_samples(raw.read_text())
-    if keep_profile is not None:
-        shutil.copyfile(raw, keep_profile)
-    print(f"    recordkit: {plain.per_recording:.3f} cores per recording; the browser way …", flush=True)
+    print(f"    recordkit: {rec.server - idle.server:.3f} cores per recording; the browser way …", flush=True)
     try:
-        return Breakdown(plain, row, dict(samples), await run_peer(work / "peer-results"), None)
+        return Breakdown(idle, rec, d.window_s, await run_peer(work / "peer-results"), None)
     except (RuntimeError, OSError, KeyError, ValueError) as error:  # the breakdown still stands without it
-        return Breakdown(plain, row, dict(samples), None, str(error))
+        return Breakdown(idle, rec, d.window_s, None, str(error))
 
 
 async def timed(results: Results, name: str, work: Awaitable[Any]) -> Any:
@@ -984,29 +977,23 @@ def print_stills(rows: list[tuple[str, CostRow]]) -> None:
 
 
 def print_breakdown(b: Breakdown) -> None:
-    row = b.row
-    rec, idle = row.rec.server, row.idle.server
-    total = sum(b.samples.values())
+    idle, rec = b.idle, b.rec
     print(
-        f"\n8. Where a 2-participant recording's CPU goes (py-spy at {SPY_RATE_HZ} Hz over {row.window_s:.0f} s:"
-        f" {total} on-CPU samples; server {rec:.3f} cores recording under py-spy, {idle:.3f} idle with the same"
-        " bots)"
+        f"\n8. Where a 2-participant recording's CPU goes ({b.window_s:.0f} s windows; server {idle.server:.3f} cores"
+        f" idle with the same bots, {rec.server:.3f} recording; the rest of the machine {idle.others:.2f} and"
+        f" {rec.others:.2f}, the bots included)"
     )
-    header = f"{'stage':<40}{'samples':>9}{'share':>8}{'cores':>8}"
+    header = f"{'stage':<58}{'cores':>8}{'share':>8}"
     print(header)
     print("-" * len(header))
-    for name in STAGE_NAMES:
-        count = b.samples.get(name, 0)
-        share = count / max(1, total)
-        print(f"{name:<40}{count:>9}{100 * share:>7.1f}%{share * rec:>8.3f}")
-    print(f"{'total':<40}{total:>9}{100.0:>7.1f}%{rec:>8.3f}")
-    seen = total / SPY_RATE_HZ / row.window_s
-    print(
-        f"   (cores = share × the server's cores while recording, receiving the bots included; py-spy saw"
-        f" {seen:.3f} cores on CPU: the difference is threads without Python and missed samples."
-        " rest: the asyncio loop, thread hand-offs, the API and its database, and code of no stage)"
-    )
-    per = b.plain.per_recording
+    per = b.per_recording
+    rows = [(f"recorder: {stage.replace('_', ' ')}", rec.stages[stage] - idle.stages[stage]) for stage in STAGES]
+    rows.append(("event loop: receive/tap, API, database (recording − idle)", rec.loop - idle.loop))
+    rows.append(("rest: other threads, and the recorder thread between stages", per - sum(c for _, c in rows)))
+    for name, cores in rows:
+        print(f"{name:<58}{cores:>8.3f}{100 * cores / per:>7.1f}%")
+    print(f"{'total (recording − idle)':<58}{per:>8.3f}{100.0:>7.1f}%")
+    print("   (recorder stages: its worker thread's CPU clock per stage, muxing counted with each encoder)")
     if b.peer is None:
         print(f"   browser way: not measured ({b.peer_error})")
         return
@@ -1018,14 +1005,13 @@ def print_breakdown(b: Breakdown) -> None:
     )
     ratio = per / peer.cores
     print(
-        f"   recordkit ÷ browser: {ratio:.2f} (recording − idle, without py-spy: {per:.3f} cores)"
+        f"   recordkit ÷ browser: {ratio:.2f} (recording − idle: {per:.3f} cores)"
         f"   target ≤ {TARGET_RATIO} {verdict(ratio <= TARGET_RATIO)},"
         f" stretch ≤ {STRETCH_RATIO} {verdict(ratio <= STRETCH_RATIO)}"
     )
-    whole = b.plain.rec.server
     print(
-        f"   with receiving counted: {whole / peer.cores:.2f} ({whole:.3f} cores; the peer plays local clips, it"
-        " receives and decodes no WebRTC)"
+        f"   with receiving counted: {rec.server / peer.cores:.2f} ({rec.server:.3f} cores; the peer plays local"
+        " clips, it receives and decodes no WebRTC)"
     )
 
 
@@ -1036,20 +1022,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outputs", action="store_true", help="only (6): the cost of the RTMP and interactive outputs")
     parser.add_argument("--stills", action="store_true", help="only (7): audio-only and empty meetings")
     parser.add_argument("--breakdown", action="store_true", help="only (8): where the CPU goes, and the browser way")
-    parser.add_argument("--keep-profile", type=Path, help="with --breakdown: where to copy py-spy's raw stacks")
     args = parser.parse_args(argv)
     d = QUICK if args.quick else FULL
     if args.max_level is not None:
         d = Durations(**{**d.__dict__, "max_level": max(1, args.max_level)})
     began = time.monotonic()
     if args.breakdown:
-        py_spy = find_py_spy()
-        if py_spy is None:
-            print(f"FAILED: --breakdown needs py-spy: {GET_PY_SPY}", file=sys.stderr)
-            return 1
         with tempfile.TemporaryDirectory(prefix="recordkit-breakdown-") as work:
             try:
-                print_breakdown(asyncio.run(breakdown(d, Path(work), py_spy, args.keep_profile)))
+                print_breakdown(asyncio.run(breakdown(d, Path(work))))
             except BenchError as error:
                 print(f"FAILED: {error}", file=sys.stderr, flush=True)
                 return 1
