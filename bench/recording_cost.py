@@ -54,6 +54,7 @@ Run from the repository root::
     .venv/bin/python -m bench.recording_cost --max-level 8
     .venv/bin/python -m bench.recording_cost --outputs   # only (6)
     .venv/bin/python -m bench.recording_cost --stills    # only (7)
+    .venv/bin/python -m bench.recording_cost --levels    # only (2), full-length recordings unless --quick
     .venv/bin/python -m bench.recording_cost --breakdown --quick  # only (8), about 3 minutes with the peer
 """
 
@@ -768,6 +769,12 @@ async def run(d: Durations, work: Path) -> Results:
         results.log_problems = problem_lines(server, 0)
     results.outputs = await timed(results, "extra outputs", output_rows(d, work))
     results.stills = await timed(results, "still pictures", still_rows(d, work))
+    await escalate(d, work, results)
+    return results
+
+
+async def escalate(d: Durations, work: Path, results: Results) -> None:
+    """Part (2): levels 1, 2, … up to `d.max_level` until one does not hold (rerun once if others were busy)."""
     for level in range(1, d.max_level + 1):
         for attempt in (1, 2):
             name = f"{level} concurrent recording(s)" + (" again" if attempt > 1 else "")
@@ -783,7 +790,6 @@ async def run(d: Durations, work: Path) -> Results:
                 break
         if not row.holds:
             break
-    return results
 
 
 # -- printing -------------------------------------------------------------------------------------
@@ -797,30 +803,7 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def print_results(r: Results, quick: bool) -> None:
-    cpus = os.cpu_count()
-    print()
-    print(
-        f"Recording cost: 1280x720 30 fps H.264 + AAC composite, bots publishing {BOT_WIDTH}x{BOT_HEIGHT}@{FPS} "
-        f"VP8 + Opus (pre-encoded loops) from the bench process; {cpus} CPUs; {'quick' if quick else 'full'} run"
-    )
-
-    print("\n1. Cores per recording (server CPU s per wall s; recording window minus idle baseline, same bots)")
-    header = f"{'participants':<14}{'idle':>8}{'recording':>11}{'per rec.':>10}{'bench':>8}{'others':>8}{'window':>9}"
-    header += "  target"
-    print(header)
-    print("-" * len(header))
-    for c in r.costs:
-        target = f"≤ {TARGET_CORES} {verdict(c.per_recording <= TARGET_CORES)}" if c.participants == 2 else "-"
-        print(
-            f"{c.participants:<14}{c.idle.server:>8.3f}{c.rec.server:>11.3f}{c.per_recording:>10.3f}"
-            f"{c.rec.bench:>8.3f}{c.rec.others:>8.3f}{c.window_s:>8.0f}s  {target}"
-        )
-    print(
-        "   (idle = the server receiving the bots, no recording; bench = this process: bots, polling;"
-        " others = every other process of the machine during the recording window)"
-    )
-
+def print_levels(r: Results) -> None:
     print("\n2. Concurrent 2-participant recordings in real time (a fresh server per level)")
     header = (
         f"{'n':>3}{'srv cores':>10}{'idle':>7}{'bench':>7}{'others':>7}{'dur err':>9}{'frames':>13}{'gap ms':>8}"
@@ -857,6 +840,33 @@ def print_results(r: Results, quick: bool) -> None:
         " RECORDING seen; stop: slowest PUT stop; bot skips: frames the bots sent late; a level that fails while"
         f" others use > {DISTURBED_CORES} cores is run once more, its second row marked r)"
     )
+
+
+def print_results(r: Results, quick: bool) -> None:
+    cpus = os.cpu_count()
+    print()
+    print(
+        f"Recording cost: 1280x720 30 fps H.264 + AAC composite, bots publishing {BOT_WIDTH}x{BOT_HEIGHT}@{FPS} "
+        f"VP8 + Opus (pre-encoded loops) from the bench process; {cpus} CPUs; {'quick' if quick else 'full'} run"
+    )
+
+    print("\n1. Cores per recording (server CPU s per wall s; recording window minus idle baseline, same bots)")
+    header = f"{'participants':<14}{'idle':>8}{'recording':>11}{'per rec.':>10}{'bench':>8}{'others':>8}{'window':>9}"
+    header += "  target"
+    print(header)
+    print("-" * len(header))
+    for c in r.costs:
+        target = f"≤ {TARGET_CORES} {verdict(c.per_recording <= TARGET_CORES)}" if c.participants == 2 else "-"
+        print(
+            f"{c.participants:<14}{c.idle.server:>8.3f}{c.rec.server:>11.3f}{c.per_recording:>10.3f}"
+            f"{c.rec.bench:>8.3f}{c.rec.others:>8.3f}{c.window_s:>8.0f}s  {target}"
+        )
+    print(
+        "   (idle = the server receiving the bots, no recording; bench = this process: bots, polling;"
+        " others = every other process of the machine during the recording window)"
+    )
+
+    print_levels(r)
 
     print(f"\n3. Start latency (median of {len(r.starts)}; GET polled every 20 ms, spool file every 5 ms)")
     s = r.starts
@@ -1021,6 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-level", type=int, help="most concurrent recordings to try (default 6; 5 with --quick)")
     parser.add_argument("--outputs", action="store_true", help="only (6): the cost of the RTMP and interactive outputs")
     parser.add_argument("--stills", action="store_true", help="only (7): audio-only and empty meetings")
+    parser.add_argument("--levels", action="store_true", help="only (2): concurrent recordings in real time")
     parser.add_argument("--breakdown", action="store_true", help="only (8): where the CPU goes, and the browser way")
     args = parser.parse_args(argv)
     d = QUICK if args.quick else FULL
@@ -1038,7 +1049,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="recordkit-recording-bench-") as work:
         try:
-            if args.outputs or args.stills:
+            if args.levels:
+                results = Results(max_level=d.max_level)
+                asyncio.run(escalate(d, Path(work), results))
+            elif args.outputs or args.stills:
                 outputs = asyncio.run(output_rows(d, Path(work))) if args.outputs else []
                 stills = asyncio.run(still_rows(d, Path(work))) if args.stills else []
             else:
@@ -1046,7 +1060,9 @@ def main(argv: list[str] | None = None) -> int:
         except BenchError as error:
             print(f"FAILED: {error}", file=sys.stderr, flush=True)
             return 1
-    if args.outputs or args.stills:
+    if args.levels:
+        print_levels(results)
+    elif args.outputs or args.stills:
         if outputs:
             print_outputs(outputs)
         if stills:
