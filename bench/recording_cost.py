@@ -468,11 +468,10 @@ async def cost_row(
     folder: Path,
     options: dict[str, Any] | None = None,
     video: bool = True,
-    during: Callable[[float], Awaitable[None]] | None = None,
 ) -> tuple[CostRow, StopResult, Callable[[], FileCheck]]:
     """One meeting of `participants` bots: idle baseline, then one recording (started with `options` added to
-    its body) measured over `window_s` (while `during(window_s)` runs, if given), kept running to `total_s`
-    after RECORDING, then stopped (stop → UPLOADED timed)."""
+    its body) measured over `window_s`, kept running to `total_s` after RECORDING, then stopped (stop → UPLOADED
+    timed)."""
     bots = Bots(api)
     try:
         meeting_id = await bots.meeting(participants, with_video=video)
@@ -487,7 +486,7 @@ async def cost_row(
             raise BenchError(f"recording {data['id']} went {data['status']}:\n{server.log_tail()}")
         await asyncio.sleep(d.settle_s)
         meter = CpuMeter(server.pid)
-        await asyncio.gather(asyncio.sleep(window_s), *([] if during is None else [during(window_s)]))
+        await asyncio.sleep(window_s)
         rec = meter.read()
         await asyncio.sleep(max(0.0, total_s - (time.time() - recording_at)))
         peak = await sampler.stop()
