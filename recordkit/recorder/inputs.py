@@ -58,9 +58,9 @@ class FrameQueue:
         taken = []
         with self._lock:
             while self._frames and self._frames[0][0].wall_time_s <= wall_s:
-                item = self._frames.popleft()
-                self._bytes -= len(item[0].data)
-                taken.append(item)
+                encoded, decoder = self._frames.popleft()
+                self._bytes -= len(encoded.data)
+                taken.append((encoded, decoder))
         return [timed for encoded, decoder in taken for timed in decoder.decode(encoded)]
 
     def __len__(self) -> int:
