@@ -101,6 +101,11 @@ class Reconciler:
             if self.retry_stalled_jobs is not None:
                 await self.retry_stalled_jobs()
             async with self.db.read() as session:
+                # The jobs before the rows: a job that ends between the two reads ended its row's step first, so
+                # the row then read is past it. Read the other way round, an upload finishing in between left its
+                # row UPLOADING and no job pending, and the pass queued the upload again.
+                pending = await self.jobs.pending(session, JOB_KINDS)
+                waiting = await self.jobs.pending(session, JOB_KINDS, running=False)
                 rows = list(
                     (
                         await session.execute(
@@ -108,10 +113,6 @@ class Reconciler:
                         )
                     ).scalars()
                 )
-                pending = await self.jobs.pending(session, JOB_KINDS)
-                # Only a takeover asks which jobs wait rather than run: a second query when something captures.
-                capturing = any(Status(row.status) in CAPTURING for row in rows)
-                waiting = await self.jobs.pending(session, JOB_KINDS, running=False) if capturing else set()
         except Exception:
             log.exception("a reconciler pass could not read the recordings; the next pass tries again")
             return

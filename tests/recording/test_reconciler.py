@@ -94,3 +94,22 @@ async def test_one_broken_row_does_not_stop_the_pass(api: Api, app_id: str) -> N
     await edit(api, broken["id"], type="COMPOSITE")
     await api.services.reconciler.pass_once()
     assert (await status_of(api, app_id, broken["id"]))["status"] == "UPLOADING", "and the next pass mends it"
+
+
+async def test_an_upload_ending_while_a_pass_reads_is_not_queued_again(
+    api: Api, app_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race behind a duplicate upload job on PostgreSQL: the job ends between the pass's two reads."""
+    uploading = await recording_in(api, app_id, "UPLOADING")
+    await edit(api, uploading["id"], updated_at=utcnow() - timedelta(seconds=10))
+    api.jobs.jobs.clear()
+    listed = api.jobs.pending
+
+    async def upload_ends_as_the_jobs_are_read(session: Any, kinds: Any, *, running: bool = True) -> Any:
+        # The job's handler commits UPLOADED first; the engine then marks the job done: no longer pending.
+        await edit(api, uploading["id"], status="UPLOADED")
+        return await listed(session, kinds, running=running)
+
+    monkeypatch.setattr(api.jobs, "pending", upload_ends_as_the_jobs_are_read)
+    await api.services.reconciler.pass_once()
+    assert ("upload", uploading["id"]) not in {(job.kind, job.recording_id) for job in api.jobs.jobs}
