@@ -126,7 +126,10 @@ def check_recording(path: Path, folder: Path) -> None:
             small.append(frame.reformat(width=320, height=180))
             if middle is None and frame.time >= RECORD_S / 2 and frame.time % 1 > 0.4:  # not a flash frame
                 middle = frame.to_ndarray(format="rgb24")
-    assert middle is not None and len(times) >= 25 * RECORD_S
+    # Two Chromiums share the machine's 2 cores with the server here: a recorder more than a second behind renders
+    # every other frame (composite.CATCH_UP_S), as one did once in CI (161 frames). Full rate is the composite
+    # tests' business; this one needs the whole span, at a rate that still shows each flash and beep.
+    assert middle is not None and times[-1] >= RECORD_S - 0.5 and len(times) >= 15 * RECORD_S, (len(times), times[-1])
 
     # Every name, read by OCR off its label, on exactly one tile.
     read: dict[str, list[int]] = {}
