@@ -70,6 +70,7 @@ class Candidate:
     threads: int = 1
 
 
+SHIPPED = "partitions=i8x8,i4x4:me=dia"  # with crf 23.1
 TODAY = Candidate("today")  # what shipped before issue 15: the baseline of the quality rule
 # veryfast under zerolatency already has ref=1, no mixed-refs, trellis=0 and fast-pskip: not candidates. Preset
 # superfast is veryfast with subme=1 and me=dia (and no lookahead or mb-tree, which zerolatency turns off anyway).
@@ -90,6 +91,14 @@ CANDIDATES = [
     Candidate("cabac=0", params="partitions=i8x8,i4x4:cabac=0"),
     Candidate("shipped, no-deblock", crf="23.1", params="partitions=i8x8,i4x4:me=dia:no-deblock=1"),
     Candidate("subme=1 aq-mode=0 crf 27", crf="27", params="partitions=i8x8,i4x4:me=dia:subme=1:aq-mode=0"),
+    # zerolatency turned B-frames, the lookahead and mb-tree off; x264-params come after the tune and bring them back.
+    Candidate("mb-tree", crf="23.1", params=f"{SHIPPED}:rc-lookahead=10:mbtree=1"),
+    Candidate("b-frames", crf="23.1", params=f"{SHIPPED}:bframes=3:rc-lookahead=10:mbtree=1"),
+    Candidate("b-frames subme=1", crf="23.1", params=f"{SHIPPED}:bframes=3:rc-lookahead=10:mbtree=1:subme=1"),
+    Candidate("2 b-frames, lookahead 5", crf="23.1", params=f"{SHIPPED}:bframes=2:rc-lookahead=5:mbtree=1"),
+    Candidate("2 fixed b-frames", crf="23.1", params=f"{SHIPPED}:bframes=2:b-adapt=0"),
+    Candidate("2 fixed b-frames subme=1 crf 22", crf="22", params=f"{SHIPPED}:bframes=2:b-adapt=0:subme=1"),
+    Candidate("2 fixed b-frames crf 22", crf="22", params=f"{SHIPPED}:bframes=2:b-adapt=0"),
 ]
 
 
