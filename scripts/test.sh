@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Lint and test recordkit: scripts/setup.sh, ruff, then pytest (extra args go to pytest).
+# Lint and test recordkit: scripts/setup.sh, ruff, then pytest: the whole suite in two lanes (`waits` tests beside
+# the rest), or, given arguments, one pytest run with them.
 # Exits non-zero if setup, ruff or pytest fails, or if pytest collected no tests.
 set -euo pipefail
 
@@ -26,17 +27,38 @@ if ((${#lint_dirs[@]})); then
     .venv/bin/ruff check --quiet "${lint_dirs[@]}" || { echo "test.sh: ruff check failed" >&2; status=1; }
 fi
 
+check_pytest() {  # $1: pytest's exit code, $2: which run
+    if [[ $1 -eq 5 ]]; then
+        echo "test.sh: $2 collected no tests (exit 5); treating that as a failure" >&2
+        status=1
+    elif [[ $1 -ne 0 ]]; then
+        echo "test.sh: $2 failed (exit $1)" >&2
+        status=1
+    fi
+}
+
+pytest=(.venv/bin/python -m pytest -q -p no:cacheprovider)
 set +e
-# The slowest tests are listed at the end, so the suite's 20-minute budget can be watched from any CI log.
-.venv/bin/python -m pytest -q -p no:cacheprovider --durations=30 "$@"
-rc=$?
-set -e
-if [[ $rc -eq 5 ]]; then
-    echo "test.sh: pytest collected no tests (exit 5); treating that as a failure" >&2
-    status=1
-elif [[ $rc -ne 0 ]]; then
-    echo "test.sh: pytest failed (exit $rc)" >&2
-    status=1
+if (($# == 0)); then
+    # The whole suite in two lanes: the tests marked `waits` (minutes of wall clock at under a third of a core)
+    # beside the rest, which starts with its quiet directories (tests/conftest.py). Both start their own servers.
+    lane_log="$(mktemp)"
+    "${pytest[@]}" -m waits >"$lane_log" 2>&1 &
+    lane_pid=$!
+    # The slowest tests are listed at the end, so the suite's 20-minute budget can be watched from any CI log.
+    "${pytest[@]}" --durations=30 -m "not waits"
+    rc=$?
+    wait "$lane_pid"
+    lane_rc=$?
+    echo "test.sh: the waits lane (pytest -m waits):" >&2
+    cat "$lane_log"
+    rm -f "$lane_log"
+    check_pytest "$lane_rc" "pytest -m waits"
+else
+    "${pytest[@]}" --durations=30 "$@"
+    rc=$?
 fi
+set -e
+check_pytest "$rc" "pytest"
 
 exit "$status"

@@ -15,6 +15,14 @@ from recordkit.db.migrate import upgrade
 from tests.helpers import CREDENTIALS_ENV, Api, JobLog
 from tests.support.postgres import fresh_database, postgres_server
 
+# scripts/test.sh runs the `waits` tests beside the rest, whose quiet directories (no media, nothing timed) go
+# first: that lane's load then falls on them and not on the tests that measure a recording's timing.
+QUIET_FIRST = ("api", "unit", "jobs", "storage")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.relative_to(Path(__file__).parent).parts[0] not in QUIET_FIRST)
+
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:

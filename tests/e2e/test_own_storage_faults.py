@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from recordkit.bot.client import join
 from recordkit.bot.synthetic import EncodedLoopAudioTrack, EncodedLoopVideoTrack, SyntheticClock
@@ -88,6 +89,7 @@ def error_reason(served: Served, rid: str) -> str:
     return str(reason)
 
 
+@pytest.mark.waits  # 48 s at 0.25 cores (an upload waits for its server)
 async def test_the_s3_server_stopped_mid_upload_and_back_20_s_later_still_ends_uploaded_and_identical(
     tmp_path: Path,
 ) -> None:
