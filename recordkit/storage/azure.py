@@ -137,8 +137,12 @@ class AzureStore:
         # The body's Content-MD5 (hashed off the event loop, unlike the SDK's `validate_content`): the
         # service refuses a body that does not match it and keeps it as the blob's MD5, so the properties
         # below confirm the service's own hash.
-        await self._container().get_blob_client(key).upload_blob(
-            data, overwrite=True, headers=_content_md5(md5), content_settings=ContentSettings(content_type(key))
+        await (
+            self._container()
+            .get_blob_client(key)
+            .upload_blob(
+                data, overwrite=True, headers=_content_md5(md5), content_settings=ContentSettings(content_type(key))
+            )
         )
         return await self._verified(key, len(data), md5)
 
