@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lint and test recordkit: scripts/setup.sh, ruff, then pytest: the whole suite in two lanes (`waits` tests beside
 # the rest), or, given arguments, one pytest run with them.
-# Exits non-zero if setup, ruff or pytest fails, or if pytest collected no tests.
+# Exits non-zero if setup, ruff (check or format) or pytest fails, or if pytest collected no tests.
 set -euo pipefail
 
 start_us=${EPOCHREALTIME//[.,]/}
@@ -25,6 +25,7 @@ for d in recordkit tests bench; do
 done
 if ((${#lint_dirs[@]})); then
     .venv/bin/ruff check --quiet "${lint_dirs[@]}" || { echo "test.sh: ruff check failed" >&2; status=1; }
+    .venv/bin/ruff format --check --quiet "${lint_dirs[@]}" || { echo "test.sh: ruff format --check failed" >&2; status=1; }
 fi
 
 check_pytest() {  # $1: pytest's exit code, $2: which run
