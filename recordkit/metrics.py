@@ -130,12 +130,12 @@ class Metrics:
 
 
 class RecorderMeter:
-    """What one composite recorder reports after each output frame. Its dropped-frame counts are running totals
-    over the recording; the meter adds what is new since the last report."""
+    """What one composite recorder reports after each output frame. Its dropped-frame counts and CPU seconds are
+    running totals over the recording; the meter adds what is new since the last report."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
-        self._dropped: dict[str, int] = {}
+        self._dropped: dict[str, float] = {}
         self._cpu_s: dict[str, float] = {}
 
     def frame(
@@ -151,13 +151,18 @@ class RecorderMeter:
         self._metrics.frame_written(rendered_s, behind_s)
         if skipped > 0:
             self._metrics.frames_dropped("skipped", skipped)
-        for stage, total in dropped.items():
-            new = total - self._dropped.get(stage, 0)
-            if new > 0:
-                self._metrics.frames_dropped(stage, new)
-                self._dropped[stage] = total
-        for stage, seconds in (cpu_s or {}).items():
-            added_s = seconds - self._cpu_s.get(stage, 0.0)
-            if added_s > 0:
-                self._metrics.recorder_cpu(stage, added_s)
-                self._cpu_s[stage] = seconds
+        for stage, new in _increments(dropped, self._dropped):
+            self._metrics.frames_dropped(stage, int(new))
+        for stage, added_s in _increments(cpu_s or {}, self._cpu_s):
+            self._metrics.recorder_cpu(stage, added_s)
+
+
+def _increments(totals: Mapping[str, float], reported: dict[str, float]) -> list[tuple[str, float]]:
+    """What each running total in `totals` gained since `reported`, which is brought up to date (gains only)."""
+    gained = []
+    for name, total in totals.items():
+        added = total - reported.get(name, 0)
+        if added > 0:
+            gained.append((name, added))
+            reported[name] = total
+    return gained
