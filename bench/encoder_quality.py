@@ -1,6 +1,6 @@
 """x264 settings for the composite by measured cost and picture: CPU per frame, bit rate and Y-PSNR (issue 15).
 
-Two 20 s contents of a 2-participant 1280x720 30 fps composite, made by the real ``layout.Compositor`` from two
+Four 20 s contents of a 2-participant 1280x720 30 fps composite, made by the real ``layout.Compositor`` from two
 640x360 pictures side by side with their name plates, are kept uncompressed as the reference:
 
 * ``meeting``  both bots' test pattern as the bots send it (``SyntheticVideoTrack``): every pixel of both
@@ -8,9 +8,12 @@ Two 20 s contents of a 2-participant 1280x720 30 fps composite, made by the real
 * ``talking heads``  closer to cameras in a meeting: each picture is one frame of the bot's pattern held
   still, but for a head-sized window in its middle (a third of its width, from a quarter of its height down) whose
   content sways sideways, up to 8 px each way over 4 s, like a person in front of a still background. No flash.
+* ``meeting as received``, ``talking heads as received``  the same pictures as a recorder gets them: each
+  bot's through VP8 at the bots' bit rate and decoded (``--contents`` picks some).
 
 Each candidate encodes the same frames through the real ``CompositeEncoder`` into an MP4 spool file: the bench
-only replaces the H.264 options ``_add_video_stream`` sets (preset, crf, x264-params, threads), so the cap,
+only replaces the H.264 options ``_add_video_stream`` sets (preset, crf, x264-params, threads) and the keyframe
+interval (``KEYFRAME_S``), so the cap,
 profile, tune, colour tags and muxing are those that ship, and the row ``shipped`` has nothing replaced. For
 each it prints the CPU time of this process (all threads) in ``write_video`` and the final drain, per frame,
 median of ``--passes`` passes with the candidates interleaved pass by pass (so load on the machine falls on all
@@ -43,7 +46,7 @@ import numpy as np
 from av.container import OutputContainer
 from av.video.stream import VideoStream
 
-from recordkit.bot.synthetic import SyntheticClock, SyntheticVideoTrack
+from recordkit.bot.synthetic import VP8_BITRATE, SyntheticClock, SyntheticVideoTrack, encode_vp8
 from recordkit.recorder import encoder
 from recordkit.recorder.encoder import CompositeEncoder
 from recordkit.recorder.layout import Compositor, plane_view
@@ -68,6 +71,7 @@ class Candidate:
     crf: str = "23"
     params: str = "partitions=i8x8,i4x4"
     threads: int = 1
+    keyframe_s: int = 1  # seconds between keyframes (`encoder.KEYFRAME_S`)
 
 
 SHIPPED = "partitions=i8x8,i4x4:me=dia"  # with crf 23.1
@@ -99,6 +103,17 @@ CANDIDATES = [
     Candidate("2 fixed b-frames", crf="23.1", params=f"{SHIPPED}:bframes=2:b-adapt=0"),
     Candidate("2 fixed b-frames subme=1 crf 22", crf="22", params=f"{SHIPPED}:bframes=2:b-adapt=0:subme=1"),
     Candidate("2 fixed b-frames crf 22", crf="22", params=f"{SHIPPED}:bframes=2:b-adapt=0"),
+    # A keyframe every 2 s instead of every second: fewer of the costliest frames, bits to spend elsewhere.
+    Candidate("keyframes 2 s", crf="23.1", params=SHIPPED, keyframe_s=2),
+    Candidate("keyframes 2 s crf 22.5", crf="22.5", params=SHIPPED, keyframe_s=2),
+    Candidate("keyframes 2 s superfast crf 22", preset="superfast", crf="22", keyframe_s=2),
+    Candidate("keyframes 2 s subme=1 crf 22", crf="22", params=f"{SHIPPED}:subme=1", keyframe_s=2),
+    Candidate("keyframes 2 s subme=1 crf 21.5", crf="21.5", params=f"{SHIPPED}:subme=1", keyframe_s=2),
+    Candidate("keyframes 3 s subme=1 crf 21.5", crf="21.5", params=f"{SHIPPED}:subme=1", keyframe_s=3),
+    Candidate("subme=1 crf 23.5", crf="23.5", params=f"{SHIPPED}:subme=1"),
+    Candidate("subme=1 crf 24", crf="24", params=f"{SHIPPED}:subme=1"),
+    Candidate("subme=1 crf 24.5", crf="24.5", params=f"{SHIPPED}:subme=1"),
+    Candidate("subme=0 crf 24", crf="24", params=f"{SHIPPED}:subme=0"),
 ]
 
 
@@ -143,6 +158,17 @@ def talking_pictures(seconds: float) -> Iterator[list[av.VideoFrame]]:
         yield pictures
 
 
+def as_received(pictures: Iterator[list[av.VideoFrame]]) -> Iterator[list[av.VideoFrame]]:
+    """The same pictures as a recorder gets them: each bot's through VP8 at the bots' bit rate, decoded."""
+    decoded = []
+    for frames in zip(*pictures, strict=True):
+        decoder = av.CodecContext.create("vp8", "r")
+        payloads = encode_vp8(list(frames), VP8_BITRATE, FPS)
+        decoded.append([frame for payload in payloads for frame in decoder.decode(av.Packet(payload))])
+    for frames in zip(*decoded, strict=True):
+        yield list(frames)
+
+
 def composite(pictures: Iterator[list[av.VideoFrame]]) -> list[np.ndarray]:
     """The composite of each frame's pictures, yuv420p planes as `av.VideoFrame.from_ndarray` takes them."""
     compositor = Compositor(WIDTH, HEIGHT)
@@ -161,7 +187,8 @@ def _with_options(candidate: Candidate) -> Callable[[OutputContainer, VideoPlan]
 
     def add_video_stream(container: OutputContainer, plan: VideoPlan) -> VideoStream:
         stream = shipped(container, plan)
-        keyframes = f"keyint={plan.fps}:min-keyint={plan.fps}:scenecut=0"
+        gop = plan.fps * candidate.keyframe_s
+        keyframes = f"keyint={gop}:min-keyint={gop}:scenecut=0"
         stream.codec_context.options = {
             **stream.codec_context.options,
             "preset": candidate.preset,
@@ -177,21 +204,22 @@ def _with_options(candidate: Candidate) -> Callable[[OutputContainer, VideoPlan]
 def encode(frames: list[np.ndarray], candidate: Candidate | None, path: Path) -> float:
     """Encode `frames` to the spool file at `path` (shipped options when `candidate` is None); CPU ms per frame."""
     # The options are replaced where CompositeEncoder sets them, so everything else is what ships.
-    patched = mock.patch.object(encoder, "_add_video_stream", _with_options(candidate)) if candidate else None
-    with patched or contextlib.nullcontext():
-        enc = CompositeEncoder.for_file(PLAN, path)
     silence = np.zeros((2, 48_000 // FPS), np.int16)  # the muxer interleaves as in a recording; cost not counted
     cpu_s = 0.0
-    with enc:
-        for index, planes in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+    with contextlib.ExitStack() as patches:
+        if candidate:
+            patches.enter_context(mock.patch.object(encoder, "_add_video_stream", _with_options(candidate)))
+            patches.enter_context(mock.patch.object(encoder, "KEYFRAME_S", candidate.keyframe_s))
+        with CompositeEncoder.for_file(PLAN, path) as enc:
+            for index, planes in enumerate(frames):
+                frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+                start = time.process_time()
+                enc.write_video(frame, index / FPS, index / FPS)
+                cpu_s += time.process_time() - start
+                enc.write_audio(silence, index / FPS)
             start = time.process_time()
-            enc.write_video(frame, index / FPS, index / FPS)
+            enc.close()
             cpu_s += time.process_time() - start
-            enc.write_audio(silence, index / FPS)
-        start = time.process_time()
-        enc.close()
-        cpu_s += time.process_time() - start
     return cpu_s / len(frames) * 1000
 
 
@@ -250,12 +278,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds of composite per content")
     parser.add_argument("--passes", type=int, default=3, help="encodes per candidate; CPU is their median")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="these candidates alone (and today and shipped)")
+    parser.add_argument("--contents", nargs="+", metavar="NAME", help="these contents alone")
     args = parser.parse_args()
     chosen = [c for c in CANDIDATES if c is TODAY or args.only is None or c.name in args.only]
     candidates: list[Candidate | None] = [None, *chosen]
-    contents = {"meeting": meeting_pictures, "talking heads": talking_pictures}
+    contents = {
+        "meeting": lambda: meeting_pictures(args.seconds),
+        "talking heads": lambda: talking_pictures(args.seconds),
+        "meeting as received": lambda: as_received(meeting_pictures(args.seconds)),
+        "talking heads as received": lambda: as_received(talking_pictures(args.seconds)),
+    }
     for content, pictures in contents.items():
-        frames = composite(pictures(args.seconds))
+        if args.contents and content not in args.contents:
+            continue
+        frames = composite(pictures())
         rows = measure(frames, candidates, args.passes)
         print_table(
             f"{content}: {WIDTH}x{HEIGHT} {FPS} fps, {args.seconds:g} s, 2 tiles of {CAMERA[0]}x{CAMERA[1]}; "

@@ -248,7 +248,7 @@ class EncodedLoopVideoTrack(PacedTrack):
         self.pacer = FramePacer(clock, 1 / fps, step=fps)
         self._source = SyntheticVideoTrack(clock, width, height, fps, label)
         frames = [self._source.frame_at(fps)] + [self._source.frame_at(i) for i in range(1, fps)]
-        self.payloads = _encode_vp8(frames, bitrate)  # the loop's VP8 frames, keyframe (the flash) first
+        self.payloads = encode_vp8(frames, bitrate, fps)  # the loop's VP8 frames, keyframe (the flash) first
 
     async def recv(self) -> av.Packet:
         """The next encoded frame, returned at its clock time."""
@@ -293,13 +293,13 @@ class EncodedLoopAudioTrack(PacedTrack):
         return packet
 
 
-def _encode_vp8(frames: list[av.VideoFrame], bitrate: int) -> list[bytes]:
+def encode_vp8(frames: list[av.VideoFrame], bitrate: int, fps: int) -> list[bytes]:
     """VP8 as aiortc encodes for real time (CBR, no look-ahead), one keyframe at the start."""
     codec = av.CodecContext.create("libvpx", "w")
     codec.width, codec.height, codec.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
     codec.bit_rate = bitrate
-    codec.gop_size = 3000  # only the first frame is a keyframe: the loop restarts on it
-    codec.time_base = fractions.Fraction(1, len(frames))  # the loop is one second: rate control needs the rate
+    codec.gop_size = 3000  # only the first frame is a keyframe (a loop restarts on it)
+    codec.time_base = fractions.Fraction(1, fps)  # rate control needs the frame rate
     codec.options = {
         "deadline": "realtime",
         "cpu-used": "-6",

@@ -46,6 +46,9 @@ from recordkit.recorder.plan import AudioCodec, AudioFile, AudioPlan, CompositeF
 
 log = logging.getLogger(__name__)
 
+# Seconds from one keyframe to the next, on media time: each fragment of the spool file and each HLS segment
+# starts with one, and a crash loses at most one.
+KEYFRAME_S = 1
 # Audio that starts within this of where the previous block ended continues it as if contiguous.
 AUDIO_TOLERANCE_S = 0.001
 # Bits per pixel per frame at the output size: ≈ 2.8 Mb/s at 720p30 for H.264 (the cap of its constant-quality
@@ -137,6 +140,7 @@ def _audio_frame(block: np.ndarray, sample_format: str, layout: str) -> av.Audio
 
 def _add_video_stream(container: OutputContainer, plan: VideoPlan) -> VideoStream:
     pixels_per_s = plan.width * plan.height * plan.fps
+    gop = plan.fps * KEYFRAME_S
     if plan.codec is VideoCodec.H264:
         stream = container.add_stream("libx264", rate=plan.fps)
         maxrate = round(pixels_per_s * _H264_MAX_BPP)
@@ -154,7 +158,7 @@ def _add_video_stream(container: OutputContainer, plan: VideoPlan) -> VideoStrea
             # A keyframe every second and nowhere else: fragments of exactly one second. P macroblocks stay
             # 16x16 (superfast's partitions): on the bots' 2-person 720p composite that took x264 from 9.6 to
             # 7.5 ms per frame for 4 % more bits and 0.16 dB less Y-PSNR.
-            "x264-params": f"keyint={plan.fps}:min-keyint={plan.fps}:scenecut=0:partitions=i8x8,i4x4:me=dia",
+            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:partitions=i8x8,i4x4:me=dia",
             # The frame after a pause's black frames (sent to live outputs only) must start afresh: an IDR.
             "forced-idr": "1",
         }
@@ -162,7 +166,7 @@ def _add_video_stream(container: OutputContainer, plan: VideoPlan) -> VideoStrea
         vp9 = plan.codec is VideoCodec.VP9
         stream = container.add_stream("libvpx-vp9" if vp9 else "libvpx", rate=plan.fps)
         stream.codec_context.bit_rate = round(pixels_per_s * _VPX_BPP[plan.codec])
-        stream.codec_context.gop_size = plan.fps
+        stream.codec_context.gop_size = gop
         stream.codec_context.options = {
             "deadline": "realtime",
             # The fastest realtime speed of each: VP8 goes to 16, VP9 to 8 (needs row-mt to use threads well).
@@ -256,8 +260,8 @@ class CompositeEncoder:
         loses at most a second), and every one while a live output streams (players want a steady rate)."""
         if self._last_index is None or self._live:
             return True
-        fps = self.plan.video.fps
-        return round(pts_s * fps) // fps > self._last_index // fps
+        gop = self.plan.video.fps * KEYFRAME_S
+        return round(pts_s * self.plan.video.fps) // gop > self._last_index // gop
 
     def write_video(self, frame: av.VideoFrame, pts_s: float, wall_s: float) -> None:
         """Encode a composite frame shown from media time `pts_s` until the next one, captured at Unix time
@@ -274,10 +278,10 @@ class CompositeEncoder:
             return
         # A keyframe at each whole second of media time even when frames were dropped (x264 counts frames):
         # fragments and HLS segments then start where they should.
-        fps = self.plan.video.fps
-        new_second = self._last_index is not None and index // fps > self._last_index // fps
+        gop = self.plan.video.fps * KEYFRAME_S
+        new_gop = self._last_index is not None and index // gop > self._last_index // gop
         self._last_index = index
-        if new_second or self._keyframe_due or any(output.keyframe_wanted for output in self._live):
+        if new_gop or self._keyframe_due or any(output.keyframe_wanted for output in self._live):
             frame.pict_type = av.video.frame.PictureType.I
             self._keyframe_due = False
             for output in self._live:
