@@ -12,6 +12,7 @@ Times are seconds on the mixer's timeline, so the choice follows what is heard i
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -73,12 +74,12 @@ class SpeakerMeter:
             self.speaker = loudest
 
     def _measure(self, voice: _Voice, samples: np.ndarray, start_s: float) -> None:
-        squares = np.square(samples, dtype=np.float64).mean(axis=0)  # per sample, over the channels
-        starts = np.arange(0, squares.size, self._window)
-        ends = np.append(starts[1:], squares.size)
-        mean_squares = np.add.reduceat(squares, starts) / (ends - starts)
+        # Squares summed over the channels, then over each window, as the mean per sample of the window.
+        squares = np.einsum("ij,ij->j", samples, samples)
+        starts, counts, bounds = _windows(self._window, samples.shape[0], squares.size)
+        mean_squares = np.add.reduceat(squares, starts, dtype=np.float64) / counts
         # The windows of a block in plain floats: a numpy call per window would cost more than the measuring.
-        for mean_square, first, end in zip(mean_squares.tolist(), starts.tolist(), ends.tolist(), strict=True):
+        for mean_square, (first, end) in zip(mean_squares.tolist(), bounds, strict=True):
             begin_s, end_s = start_s + first / self._sample_rate, start_s + end / self._sample_rate
             voice.last_mean_square = mean_square
             voice.loudness += (mean_square - voice.loudness) * (1 - math.exp((begin_s - end_s) / LOUDNESS_S))
@@ -90,3 +91,12 @@ class SpeakerMeter:
             else:
                 voice.loud_since_s = None
                 voice.talking = voice.talking and end_s - voice.last_loud_s < HOLD_S
+
+
+@functools.lru_cache(maxsize=32)
+def _windows(window: int, channels: int, size: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """The windows of a block of `size` samples: their starts, their sample counts (times `channels`) and
+    (start, end) pairs. Blocks come in a few sizes, so each size's are worked out once."""
+    starts = np.arange(0, size, window)
+    ends = np.append(starts[1:], size)
+    return starts, (ends - starts) * channels, list(zip(starts.tolist(), ends.tolist(), strict=True))

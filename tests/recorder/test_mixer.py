@@ -228,3 +228,25 @@ def test_the_beeping_participant_is_the_speaker_while_they_beep() -> None:
         assert speaker_after(second + 0.58) == "grace"
         assert speaker_after(second + 0.45) is None and speaker_after(second + 0.95) is None
     assert mixer.speakers.levels_db()["ada"] < -60  # between beeps: the bot's quiet noise
+
+
+@pytest.mark.parametrize("layout", ["mono", "stereo"])
+@pytest.mark.parametrize("sample_format", ["s16", "s16p", "flt", "fltp"])
+def test_audio_at_the_mix_rate_is_taken_as_swresample_would_convert_it(sample_format: str, layout: str) -> None:
+    channels = 1 if layout == "mono" else 2
+    left, right = tone(440, 0.5, 0, 0.02), tone(660, 0.25, 0, 0.02)
+    planes = np.stack([left, right][:channels])
+    if sample_format.startswith("s16"):
+        planes = np.round(planes * FULL_SCALE).astype(np.int16)
+    else:
+        planes = planes.astype(np.float32)
+    data = planes if sample_format.endswith("p") else planes.T.reshape(1, -1)
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=sample_format, layout=layout)
+    frame.sample_rate = RATE
+    expected = av.AudioResampler(format="fltp", layout=layout, rate=RATE).resample(frame)[0].to_ndarray()
+    mixer = Mixer(channels)
+    mixer.push("ada", frame, 0.0)
+    mixer.push("ada", s16_frame(np.zeros(960), channels=channels), 0.02)  # the limiter's lookahead: silence
+    mixed = mixer.mix(0.0, 960)
+    # The mix is int16 again: the same samples as swresample's floats, rounded.
+    assert np.array_equal(mixed, np.rint(expected * FULL_SCALE).astype(np.int16))
