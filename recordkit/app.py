@@ -340,11 +340,12 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None) -> Fast
         )
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    if settings.rate_limit_per_minute:
-        verifies = partial(token_verifies, api_token=settings.credentials.api_token, tokens=services.tokens)
-        app.add_middleware(RateLimit, limiter=RateLimiter(settings.rate_limit_per_minute), verifies=verifies)
     if services.forwarder is not None:
         app.add_middleware(MeetForwarding, forwarder=services.forwarder)
+    if settings.rate_limit_per_minute:
+        # Added after (so around) the forwarding: a call is limited where it comes in, forwarded or not.
+        verifies = partial(token_verifies, api_token=settings.credentials.api_token, tokens=services.tokens)
+        app.add_middleware(RateLimit, limiter=RateLimiter(settings.rate_limit_per_minute), verifies=verifies)
     app.add_middleware(NormalisePath)
     return app
 

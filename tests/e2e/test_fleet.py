@@ -250,3 +250,35 @@ async def test_recordings_beyond_the_workers_capacity_wait_invoked_and_start_whe
     ]
     assert waits and float(waits[0].split()[-1]) >= 3.0, exposed
     print(f"the waiting recording started {started_after_s:.2f} s after capacity freed; {waits[0]}")
+
+
+async def test_signalling_forwarded_to_the_media_node_is_rate_limited_where_it_came_in(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The API node limits a caller's signalling as it limits its other calls, also when it only forwards it; the
+    media node here has no limit of its own, so every call past the limit would reach it otherwise."""
+    per_minute = 10
+    data_dir = tmp_path / "data"
+    with ExitStack() as processes:
+        processes.enter_context(recordkit_serve(data_dir, pg_url, CREDENTIALS_ENV, args=["--role", "media"]))
+        api = processes.enter_context(
+            recordkit_serve(
+                data_dir,
+                pg_url,
+                {**CREDENTIALS_ENV, "RECORDKIT_RATE_LIMIT_PER_MINUTE": str(per_minute)},
+                args=["--role", "api"],
+            )
+        )
+        setup = Setup(api.base_url)
+        try:
+            app_id, meeting_id = setup.meeting()
+            token = setup.participant(app_id, meeting_id, "Ada")["token"]
+        finally:
+            setup.close()
+        slots = f"{api.base_url}/meet/{meeting_id}/peers/nobody/slots"
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as client:
+            answers = [await client.get(slots) for _ in range(per_minute + 1)]
+    # The media node answers the forwarded calls (nobody of that name has joined), then the API node refuses.
+    assert {answer.status_code for answer in answers[:per_minute]} == {404}, [a.text for a in answers[:per_minute]]
+    assert answers[-1].status_code == 429, answers[-1].text
+    assert int(answers[-1].headers["retry-after"]) >= 1
