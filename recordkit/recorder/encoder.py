@@ -47,7 +47,7 @@ from recordkit.recorder.plan import AudioCodec, AudioFile, AudioPlan, CompositeF
 log = logging.getLogger(__name__)
 
 # Seconds from one keyframe to the next, on media time: each fragment of the spool file and each HLS segment
-# starts with one, and a crash loses at most one.
+# starts with one, so a crash loses at most that much of the picture.
 KEYFRAME_S = 1
 # Audio that starts within this of where the previous block ended continues it as if contiguous.
 AUDIO_TOLERANCE_S = 0.001
