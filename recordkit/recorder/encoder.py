@@ -140,7 +140,7 @@ def _audio_frame(block: np.ndarray, sample_format: str, layout: str) -> av.Audio
 
 def _add_video_stream(container: OutputContainer, plan: VideoPlan) -> VideoStream:
     pixels_per_s = plan.width * plan.height * plan.fps
-    gop = plan.fps * KEYFRAME_S
+    gop = _frames_per_keyframe(plan)
     if plan.codec is VideoCodec.H264:
         stream = container.add_stream("libx264", rate=plan.fps)
         maxrate = round(pixels_per_s * _H264_MAX_BPP)
@@ -182,6 +182,11 @@ def _add_video_stream(container: OutputContainer, plan: VideoPlan) -> VideoStrea
     stream.codec_context.colorspace = _AVCOL_SPC_SMPTE170M
     stream.codec_context.color_range = _AVCOL_RANGE_MPEG
     return stream
+
+
+def _frames_per_keyframe(plan: VideoPlan) -> int:
+    """The GOP: frames from one keyframe to the next."""
+    return plan.fps * KEYFRAME_S
 
 
 def _threads(plan: VideoPlan) -> int:
@@ -260,7 +265,7 @@ class CompositeEncoder:
         loses at most a second), and every one while a live output streams (players want a steady rate)."""
         if self._last_index is None or self._live:
             return True
-        gop = self.plan.video.fps * KEYFRAME_S
+        gop = _frames_per_keyframe(self.plan.video)
         return round(pts_s * self.plan.video.fps) // gop > self._last_index // gop
 
     def write_video(self, frame: av.VideoFrame, pts_s: float, wall_s: float) -> None:
@@ -278,7 +283,7 @@ class CompositeEncoder:
             return
         # A keyframe at each whole second of media time even when frames were dropped (x264 counts frames):
         # fragments and HLS segments then start where they should.
-        gop = self.plan.video.fps * KEYFRAME_S
+        gop = _frames_per_keyframe(self.plan.video)
         new_gop = self._last_index is not None and index // gop > self._last_index // gop
         self._last_index = index
         if new_gop or self._keyframe_due or any(output.keyframe_wanted for output in self._live):

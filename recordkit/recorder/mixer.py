@@ -222,7 +222,8 @@ def _float_samples(frame: av.AudioFrame) -> np.ndarray:
         samples = np.frombuffer(frame.planes[0], dtype, count * channels).reshape(count, channels).T
     if dtype == np.int16:
         return samples.astype(np.float32) * np.float32(1 / 32768)
-    return samples.astype(np.float32)  # a copy: the frame's buffer is not ours to keep
+    # Packed samples are still a view of the frame's buffer, which is not ours to keep; stacked ones a copy already.
+    return samples.copy() if not frame.format.is_planar else samples
 
 
 def _sliding_min(values: np.ndarray, width: int) -> np.ndarray:
