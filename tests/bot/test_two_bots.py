@@ -52,9 +52,13 @@ async def test_two_bots_receive_each_others_marks_in_sync(served: ThreadServer, 
         assert video.frames > (45 if pre_encoded else 60) and audio.frames > 100  # a loop starts on a whole second
         # Every whole second the other bot lived through while both were in (its clock started before joining).
         assert len(video.marks_unix_s) >= 3 and len(audio.marks_unix_s) >= 3
-        # Each mark in the second it was made, a little later (encoding, forwarding; measured here: 30–70 ms, and one
-        # 335 ms outlier on a busy CI machine): typically well under 150 ms, never near the next second.
-        delays_ms = sorted(video.delays_ms(sender.clock_start_unix_s) + audio.delays_ms(sender.clock_start_unix_s))
+        # Each mark in the second it was made, a little later (encoding, forwarding; measured here: 30–70 ms):
+        # typically well under 150 ms, never near the next second. Not the first mark of each kind: it comes with
+        # the receiver's first frames, timed by their arrival (no sender report yet) and held up by start-up
+        # (the first keyframe, the subscriber's transport): 60–310 ms late here, and 548 ms once in a full suite
+        # run, which `delays_ms` (within ±500 ms of a whole second) reads as 452 ms early.
+        origin_s = sender.clock_start_unix_s
+        delays_ms = sorted(video.delays_ms(origin_s)[1:] + audio.delays_ms(origin_s)[1:])
         assert delays_ms[0] >= 0 and delays_ms[-1] < 500, delays_ms
         assert delays_ms[len(delays_ms) // 2] < 150, delays_ms
         # The first marks each receiver gets come with its first frames (decoder start-up, first keyframe): on a
