@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import CREDENTIALS_ENV
 from tests.support.media import Setup
 from tests.support.server import recordkit_serve
@@ -17,6 +19,7 @@ from tests.support.server import recordkit_serve
 REPO = Path(__file__).resolve().parents[3]
 
 
+@pytest.mark.waits  # 19 s at about 0.26 cores: the server waits for the dead peer's connection to time out
 def test_a_killed_participant_is_dropped_and_the_session_ends(tmp_path: Path) -> None:
     with recordkit_serve(tmp_path / "data", env=CREDENTIALS_ENV) as served:
         setup = Setup(served.base_url)
