@@ -291,6 +291,7 @@ async def test_wrong_credentials_fail_with_the_s3_code_and_no_secret(
             assert config["access_key"] not in record.getMessage()
 
 
+@pytest.mark.waits  # 8 s at about 0.12 cores: the client retries a closed port before it gives up
 async def test_a_stopped_server_is_a_connection_error(tmp_path: Path) -> None:
     with seaweedfs_s3(tmp_path) as server:
         store = S3Store(config_for(server), SETTINGS)
