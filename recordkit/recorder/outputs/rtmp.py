@@ -62,6 +62,10 @@ class RtmpOutput:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rtmp-output", daemon=True)
         self._templates: OutputContainer | None = None
+        if urlsplit(url).scheme == "rtmps":
+            # PyAV (18.1) opens an output URL with `avio_open`, which takes no options, so FFmpeg's TLS is never
+            # told to check the server's certificate (`tls_verify`): a server with any certificate is accepted.
+            log.warning("RTMP %s: encrypted, but the server's certificate is not verified", self.name)
 
     def open(self, video: VideoStream, audio: AudioStream) -> None:
         # Copies of the codec parameters that the thread may read at every reconnection, whatever becomes of
