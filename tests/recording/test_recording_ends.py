@@ -60,7 +60,7 @@ async def test_empty_meetings_and_leaving_end_recordings(tmp_path: Path) -> None
         setup.close()
 
 
-@pytest.mark.waits  # 60 s at about 0.25 cores: one audio-only participant, so the composite's picture stands still
+@pytest.mark.waits  # 64 s at about 0.3 cores: one audio-only participant, so the composite's picture stands still
 async def test_max_seconds_ends_a_recording_at_that_length(tmp_path: Path) -> None:
     with recordkit_serve(tmp_path / "data", env=ENV) as served:
         setup = Setup(served.base_url)
