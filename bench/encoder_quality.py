@@ -187,7 +187,7 @@ def _with_options(candidate: Candidate) -> Callable[[OutputContainer, VideoPlan]
 
     def add_video_stream(container: OutputContainer, plan: VideoPlan) -> VideoStream:
         stream = shipped(container, plan)
-        gop = plan.fps * candidate.keyframe_s
+        gop = encoder._frames_per_keyframe(plan)  # `encode` patches KEYFRAME_S to the candidate's
         keyframes = f"keyint={gop}:min-keyint={gop}:scenecut=0"
         stream.codec_context.options = {
             **stream.codec_context.options,
